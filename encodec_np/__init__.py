@@ -1,0 +1,29 @@
+"""encodec-np: Meta's EnCodec neural audio codec in NumPy, without PyTorch.
+
+>>> import encodec_np
+>>> model = encodec_np.load_model("encodec_24khz-d7cc33bc.th")   # doctest: +SKIP
+>>> model.set_target_bandwidth(6.0)                               # doctest: +SKIP
+>>> frames = model.encode(x)          # x [B, C, T] float32        # doctest: +SKIP
+>>> y = model.decode(frames)                                      # doctest: +SKIP
+"""
+from .checkpoint import load_model, read_checkpoint, save_model
+from .config import (EncodecConfig, RVQConfig, SEANetConfig, encodec_24khz, encodec_32khz,
+                     encodec_48khz)
+from .errors import CheckpointError, EncodecError
+from .model import EncodecModel
+
+__version__ = "0.1.0"
+
+
+def available_backends() -> list[str]:
+    """Backends that load on this machine, best first (``"numpy"`` is always there)."""
+    from encodec_np.kernels import available_backends as _available
+
+    return _available()
+
+
+__all__ = [
+    "EncodecModel", "EncodecConfig", "SEANetConfig", "RVQConfig", "encodec_24khz", "encodec_48khz",
+    "encodec_32khz", "load_model", "save_model", "read_checkpoint", "available_backends",
+    "EncodecError", "CheckpointError", "__version__",
+]

@@ -1,0 +1,297 @@
+"""``EncodecModel``: the official EnCodec API on NumPy arrays.
+
+::
+
+    x [B, C, T] ─┬─ segment (48 kHz: 1 s, 1 % overlap) ─ normalize (RMS scale)
+                 └─ SEANet encoder ─ [B, D, F] ─ RVQ ─ codes [B, K, F]
+    codes ─ RVQ decode ─ SEANet decoder ─ × scale ─ overlap-add ─ y [B, C, >= T]
+"""
+from __future__ import annotations
+
+from typing import List, Optional, Tuple
+
+import numpy as np
+
+from . import quantization as rvq
+from .config import EncodecConfig
+from .errors import EncodecError
+from .seanet import decoder_layers, encoder_layers, param_shapes, run_layers
+
+EncodedFrame = Tuple[np.ndarray, Optional[np.ndarray]]
+DTYPES = {"float32": np.float32, "float64": np.float64}
+
+
+def resolve_dtype(dtype) -> np.dtype:
+    """``"float32"`` / ``"float64"`` (or the NumPy types) → ``np.dtype``."""
+    key = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+    if key not in DTYPES:
+        raise EncodecError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    return np.dtype(DTYPES[key])
+
+
+def expected_param_shapes(config: EncodecConfig) -> dict[str, tuple[int, ...]]:
+    """Every parameter the model needs, with its shape (weight norm folded)."""
+    shapes = param_shapes(encoder_layers(config.seanet))
+    shapes.update(param_shapes(decoder_layers(config.seanet)))
+    q = config.quantizer
+    shapes[rvq.CODEBOOKS] = (q.n_q, q.bins, q.dimension)
+    return shapes
+
+
+def linear_overlap_add(frames: List[np.ndarray], stride: int) -> np.ndarray:
+    """Official overlap-add with triangular weights.
+
+    frames : list of [B, C, n_i] (all but the last of equal length n_0),
+    placed ``stride`` apart → [B, C, stride * (len - 1) + n_last].
+    The weight ramp is built from the first frame's length, as official.
+    """
+    dtype = frames[0].dtype
+    total = stride * (len(frames) - 1) + frames[-1].shape[-1]
+    t = torch_linspace(0.0, 1.0, frames[0].shape[-1] + 2, dtype)[1:-1]
+    weight = (0.5 - np.abs(t - 0.5)).astype(dtype)
+    out = np.zeros(frames[0].shape[:-1] + (total,), dtype=dtype)
+    sum_weight = np.zeros(total, dtype=dtype)
+    for i, frame in enumerate(frames):
+        n = frame.shape[-1]
+        out[..., i * stride:i * stride + n] += weight[:n] * frame
+        sum_weight[i * stride:i * stride + n] += weight[:n]
+    return out / sum_weight
+
+
+def torch_linspace(start: float, end: float, steps: int, dtype) -> np.ndarray:
+    """``torch.linspace`` bit for bit: built from both ends in the target dtype.
+
+    NumPy's float64 linspace cast to float32 can differ by one ulp, which
+    would shift overlap-add weights against the official model.
+    """
+    dtype = np.dtype(dtype)
+    if steps == 1:
+        return np.array([start], dtype=dtype)
+    start_, end_ = dtype.type(start), dtype.type(end)
+    step = (end_ - start_) / dtype.type(steps - 1)
+    idx = np.arange(steps)
+    halfway = steps // 2
+    lo = start_ + step * idx[:halfway].astype(dtype)
+    hi = end_ - step * (steps - idx[halfway:] - 1).astype(dtype)
+    return np.concatenate([lo, hi]).astype(dtype)
+
+
+class EncodecModel:
+    """EnCodec on NumPy arrays, mirroring ``encodec.EncodecModel``.
+
+    Parameters
+    ----------
+    config : EncodecConfig
+    params : dict of str → ndarray
+        Folded weights named as in :func:`expected_param_shapes`.
+    backend : str
+        ``"numpy"`` (the reference), another name from
+        :func:`encodec_np.available_backends`, or ``"auto"``.
+    dtype : ``"float32"`` (default) or ``"float64"`` (oracle use).
+    """
+
+    def __init__(self, config: EncodecConfig, params: dict, *, backend: str = "auto",
+                 dtype="float32"):
+        from encodec_np.kernels import backend_name, get_backend
+
+        self.config = config
+        self.dtype = resolve_dtype(dtype)
+        self.ops = get_backend(backend)
+        self.backend = backend_name(self.ops)
+        check_params(config, params)
+        self.params = {k: np.ascontiguousarray(v, dtype=self.dtype) for k, v in params.items()}
+        self.encoder_layers = encoder_layers(config.seanet)
+        self.decoder_layers = decoder_layers(config.seanet)
+        self.bandwidth: Optional[float] = None
+
+    # ------------------------------------------------------------------ official attributes
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def sample_rate(self) -> int:
+        return self.config.sample_rate
+
+    @property
+    def channels(self) -> int:
+        return self.config.channels
+
+    @property
+    def frame_rate(self) -> int:
+        return self.config.frame_rate
+
+    @property
+    def target_bandwidths(self) -> list[float]:
+        return list(self.config.target_bandwidths)
+
+    @property
+    def normalize(self) -> bool:
+        return self.config.normalize
+
+    @property
+    def segment_length(self) -> Optional[int]:
+        return self.config.segment_length
+
+    @property
+    def segment_stride(self) -> Optional[int]:
+        return self.config.segment_stride
+
+    @property
+    def bits_per_codebook(self) -> int:
+        return self.config.quantizer.bits_per_codebook
+
+    @property
+    def num_codebooks(self) -> int:
+        """Codebooks used at the current bandwidth."""
+        return rvq.num_codebooks(self.config.quantizer, self.frame_rate, self.bandwidth)
+
+    def __repr__(self):
+        return (f"EncodecModel(name={self.name!r}, sample_rate={self.sample_rate}, channels={self.channels}, "
+                f"bandwidth={self.bandwidth}, backend={self.backend!r}, dtype={self.dtype.name!r})")
+
+    def set_target_bandwidth(self, bandwidth: Optional[float]) -> None:
+        """Use ``bandwidth`` kbps (one of :attr:`target_bandwidths`); ``None`` uses every codebook."""
+        if bandwidth is not None and bandwidth not in self.config.target_bandwidths:
+            raise EncodecError(f"this model doesn't support the bandwidth {bandwidth}; "
+                               f"select one of {self.target_bandwidths} (or None for all codebooks)")
+        self.bandwidth = bandwidth
+
+    # ------------------------------------------------------------------ network halves
+    def encode_embeddings(self, x: np.ndarray, trace=None) -> np.ndarray:
+        """SEANet encoder: ``x [B, C, T]`` (validated, model dtype) → ``[B, D, ceil(T / hop)]``."""
+        return run_layers(self.encoder_layers, x, self.params, self.ops, trace)
+
+    def decode_embeddings(self, emb: np.ndarray, trace=None) -> np.ndarray:
+        """SEANet decoder: ``[B, D, F]`` → ``[B, C, F * hop]``."""
+        return run_layers(self.decoder_layers, emb, self.params, self.ops, trace)
+
+    def quantize(self, emb: np.ndarray) -> np.ndarray:
+        """RVQ at the current bandwidth: ``[B, D, F]`` → codes ``[B, K, F]`` int64."""
+        return rvq.encode(emb, self.params[rvq.CODEBOOKS], self.num_codebooks, self.ops)
+
+    def dequantize(self, codes: np.ndarray) -> np.ndarray:
+        """Codes ``[B, K, F]`` → quantized embeddings ``[B, D, F]``."""
+        return rvq.decode(codes, self.params[rvq.CODEBOOKS], self.ops)
+
+    # ------------------------------------------------------------------ official API
+    def encode(self, x: np.ndarray) -> List[EncodedFrame]:
+        """Encode audio into a list of frames ``(codes [B, K, F] int64, scale [B, 1] or None)``.
+
+        Models with segments (48 kHz) return one frame per segment, with the
+        RMS scale of each segment when the model normalizes.
+        """
+        x = self.check_audio(x)
+        length = x.shape[-1]
+        seg = self.segment_length or length
+        stride = self.segment_stride or length
+        return [self._encode_frame(x[:, :, offset:offset + seg]) for offset in range(0, length, stride)]
+
+    def _encode_frame(self, x: np.ndarray) -> EncodedFrame:
+        scale = None
+        if self.normalize:
+            mono = x.mean(axis=1, keepdims=True)
+            scale = self.dtype.type(1e-8) + np.sqrt((mono ** 2).mean(axis=2, keepdims=True))
+            x = x / scale
+            scale = scale.reshape(-1, 1)
+        return self.quantize(self.encode_embeddings(x)), scale
+
+    def decode(self, encoded_frames: List[EncodedFrame]) -> np.ndarray:
+        """Decode frames from :meth:`encode` into audio ``[B, C, T']``.
+
+        ``T'`` may exceed the encoded length (whole frames); trim as needed.
+        """
+        frames = self.check_frames(encoded_frames)
+        if self.segment_length is None:
+            if len(frames) != 1:
+                raise EncodecError(f"this model has no segments: expected 1 frame, got {len(frames)}")
+            return self._decode_frame(frames[0])
+        return linear_overlap_add([self._decode_frame(f) for f in frames], self.segment_stride)
+
+    def _decode_frame(self, frame: EncodedFrame) -> np.ndarray:
+        codes, scale = frame
+        out = self.decode_embeddings(self.dequantize(codes))
+        if scale is not None:
+            out = out * scale.reshape(-1, 1, 1)
+        return out
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Encode then decode, trimmed to the input length: ``[B, C, T]`` → ``[B, C, T]``."""
+        x = self.check_audio(x)
+        return self.decode(self.encode(x))[:, :, :x.shape[-1]]
+
+    forward = __call__
+
+    # ------------------------------------------------------------------ validation
+    def check_audio(self, x) -> np.ndarray:
+        """Validate audio ``[B, C, T]`` and return it contiguous in the model dtype."""
+        if not isinstance(x, np.ndarray):
+            raise EncodecError(f"audio must be a NumPy array [B, C, T], got {type(x).__name__}")
+        if x.ndim != 3:
+            raise EncodecError(f"audio must have shape [B, C, T], got {x.ndim} dims {x.shape}; "
+                               "add axes with x[None] or x[None, None]")
+        if not np.issubdtype(x.dtype, np.floating):
+            raise EncodecError(f"audio must be floating point in [-1, 1], got dtype {x.dtype}; "
+                               "convert integer PCM with x.astype(np.float32) / 32768")
+        b, c, t = x.shape
+        if c != self.channels:
+            raise EncodecError(f"{self.name} expects {self.channels} channel(s), got {c}; "
+                               "convert with encodec_np.convert_audio or mix/duplicate channels")
+        if b == 0 or t == 0:
+            raise EncodecError(f"audio is empty (shape {x.shape}); pass at least one sample")
+        if not np.isfinite(x).all():
+            raise EncodecError("audio contains NaN or Inf; clean it (e.g. np.nan_to_num) first")
+        return np.ascontiguousarray(x, dtype=self.dtype)
+
+    def check_frames(self, encoded_frames) -> List[EncodedFrame]:
+        """Validate frames for :meth:`decode`; codes become int64, scales the model dtype."""
+        if not isinstance(encoded_frames, (list, tuple)) or not encoded_frames:
+            raise EncodecError("decode expects a non-empty list of (codes, scale) frames, as returned by encode")
+        q = self.config.quantizer
+        checked, batch, n_codebooks = [], None, None
+        for i, frame in enumerate(encoded_frames):
+            if not isinstance(frame, (list, tuple)) or len(frame) != 2:
+                raise EncodecError(f"frame {i} must be a (codes, scale) pair")
+            codes, scale = frame
+            codes = np.asarray(codes)
+            if codes.ndim != 3 or 0 in codes.shape:
+                raise EncodecError(f"frame {i}: codes must have shape [B, K, F] with no empty axis, got {codes.shape}")
+            if not np.issubdtype(codes.dtype, np.integer):
+                raise EncodecError(f"frame {i}: codes must be integers, got dtype {codes.dtype}")
+            b, k, _ = codes.shape
+            if not 1 <= k <= q.n_q:
+                raise EncodecError(f"frame {i}: {k} codebooks, but the model has 1 to {q.n_q}")
+            if (batch, n_codebooks) != (None, None) and (b, k) != (batch, n_codebooks):
+                raise EncodecError(f"frame {i}: shape {codes.shape} differs from frame 0 in batch or codebooks")
+            batch, n_codebooks = b, k
+            lo, hi = int(codes.min()), int(codes.max())
+            if lo < 0 or hi >= q.bins:
+                raise EncodecError(f"frame {i}: codes must lie in [0, {q.bins}), found [{lo}, {hi}]")
+            if self.normalize:
+                if scale is None:
+                    raise EncodecError(f"frame {i}: {self.name} normalizes audio, so each frame needs its scale [B, 1]")
+                scale = np.asarray(scale, dtype=self.dtype).reshape(-1)
+                if scale.shape != (b,) or not np.isfinite(scale).all() or (scale <= 0).any():
+                    raise EncodecError(f"frame {i}: scale must be {b} positive finite values, got {scale}")
+            elif scale is not None:
+                raise EncodecError(f"frame {i}: {self.name} does not normalize; pass scale=None")
+            checked.append((codes.astype(np.int64), scale))
+        return checked
+
+
+def check_params(config: EncodecConfig, params: dict) -> None:
+    """Raise :class:`CheckpointError` listing missing, unexpected and mis-shaped parameters."""
+    from .errors import CheckpointError
+
+    expected = expected_param_shapes(config)
+    missing = sorted(set(expected) - set(params))
+    unexpected = sorted(set(params) - set(expected))
+    wrong = sorted(f"{k}: expected {expected[k]}, got {tuple(np.shape(params[k]))}"
+                   for k in set(expected) & set(params) if tuple(np.shape(params[k])) != expected[k])
+    if missing or unexpected or wrong:
+        parts = []
+        for title, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
+            if items:
+                shown = ", ".join(items[:8]) + (f" ... ({len(items)} in all)" if len(items) > 8 else "")
+                parts.append(f"{title}: {shown}")
+        raise CheckpointError(f"weights do not match the {config.name!r} configuration; " + "; ".join(parts))

@@ -1,0 +1,59 @@
+"""Backend table: which implementation of the ops a model runs on.
+
+A backend is a namespace with the functions of :mod:`encodec_np.ops`
+(``conv1d``, ``conv_transpose1d``, ``pad1d``, ``elu``, ``group_norm``,
+``lstm``, ``rvq_encode``, ...). ``numpy`` is the reference itself; faster
+backends register here and must match it (see ``tests/``).
+
+The ``ENCODEC_NP_BACKEND`` environment variable overrides ``"auto"``.
+"""
+from __future__ import annotations
+
+import os
+
+from encodec_np import ops as _reference
+from encodec_np.errors import EncodecError
+
+# In order of preference for "auto"; each entry is a loader so that optional
+# dependencies are imported only when asked for.
+_LOADERS = {
+    "numpy": lambda: _reference,
+}
+
+
+def available_backends() -> list[str]:
+    """Names of the backends that load on this machine, best first."""
+    names = []
+    for name, loader in _LOADERS.items():
+        try:
+            loader()
+        except Exception:  # a backend whose dependency is missing is simply unavailable
+            continue
+        names.append(name)
+    return names
+
+
+def get_backend(name: str = "auto"):
+    """Return the ops namespace for ``name`` (``"auto"`` picks the best available)."""
+    if name == "auto":
+        name = os.environ.get("ENCODEC_NP_BACKEND", "auto")
+        if name == "auto":
+            return _LOADERS[available_backends()[0]]()
+    if name not in _LOADERS:
+        raise EncodecError(f"unknown backend {name!r}; choose one of {sorted(_LOADERS)} or 'auto'")
+    try:
+        return _LOADERS[name]()
+    except ImportError as exc:
+        raise EncodecError(f"backend {name!r} is not available here ({exc}); "
+                           f"available: {available_backends()}") from exc
+
+
+def backend_name(ops) -> str:
+    """The table name of a loaded backend namespace."""
+    for name, loader in _LOADERS.items():
+        try:
+            if loader() is ops:
+                return name
+        except Exception:
+            continue
+    return getattr(ops, "__name__", "custom")
