@@ -11,6 +11,10 @@ from .config import (EncodecConfig, RVQConfig, SEANetConfig, encodec_24khz, enco
                      encodec_48khz)
 from .errors import CheckpointError, EncodecError
 from .model import EncodecModel
+from . import functional
+from .functional import (Decoder, Encoder, build, build_decoder, build_encoder, build_rvq,
+                         commitment_loss, decode, encode, init_codebooks, loss, output_size,
+                         rvq_dequantize, rvq_quantize, spectral_loss)
 
 __version__ = "0.1.0"
 
@@ -26,4 +30,8 @@ __all__ = [
     "EncodecModel", "EncodecConfig", "SEANetConfig", "RVQConfig", "encodec_24khz", "encodec_48khz",
     "encodec_32khz", "load_model", "save_model", "read_checkpoint", "available_backends",
     "EncodecError", "CheckpointError", "__version__",
+    # the seed's functional API
+    "functional", "build", "build_encoder", "build_decoder", "build_rvq", "init_codebooks",
+    "rvq_quantize", "rvq_dequantize", "encode", "decode", "output_size", "commitment_loss",
+    "spectral_loss", "loss", "Encoder", "Decoder",
 ]

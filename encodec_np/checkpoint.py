@@ -144,7 +144,7 @@ def fold_weight_norm(g: np.ndarray, v: np.ndarray) -> np.ndarray:
     """``w = g * v / ||v||`` with the norm over every axis but 0 (PyTorch ``weight_norm``, dim=0)."""
     v64 = v.astype(np.float64)
     norm = np.sqrt((v64 ** 2).sum(axis=tuple(range(1, v.ndim)), keepdims=True))
-    return (g.astype(np.float64) * v64 / norm).astype(np.float32 if v.dtype != np.float64 else np.float64)
+    return g.astype(np.float64) * v64 / norm  # kept in float64: the model casts to its dtype
 
 
 _WN_SPELLINGS = ((".parametrizations.weight.original0", ".weight_g"),

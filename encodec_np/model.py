@@ -59,20 +59,24 @@ def linear_overlap_add(frames: List[np.ndarray], stride: int) -> np.ndarray:
 
 
 def torch_linspace(start: float, end: float, steps: int, dtype) -> np.ndarray:
-    """``torch.linspace`` bit for bit: built from both ends in the target dtype.
+    """``torch.linspace`` bit for bit: built from both ends, one rounding per value.
 
-    NumPy's float64 linspace cast to float32 can differ by one ulp, which
-    would shift overlap-add weights against the official model.
+    PyTorch computes ``start + step * i`` below the midpoint and
+    ``end - step * (steps - 1 - i)`` above it with fused multiply-adds; NumPy's
+    float64 linspace cast to float32 differs from it by one ulp in places,
+    which would shift overlap-add weights against the official model. The
+    products are formed in a wider type so that each value is rounded once.
     """
     dtype = np.dtype(dtype)
+    wide = np.float64 if dtype == np.float32 else np.longdouble
     if steps == 1:
         return np.array([start], dtype=dtype)
     start_, end_ = dtype.type(start), dtype.type(end)
-    step = (end_ - start_) / dtype.type(steps - 1)
+    step = wide((end_ - start_) / dtype.type(steps - 1))
     idx = np.arange(steps)
     halfway = steps // 2
-    lo = start_ + step * idx[:halfway].astype(dtype)
-    hi = end_ - step * (steps - idx[halfway:] - 1).astype(dtype)
+    lo = wide(start_) + step * idx[:halfway].astype(wide)
+    hi = wide(end_) - step * (steps - 1 - idx[halfway:]).astype(wide)
     return np.concatenate([lo, hi]).astype(dtype)
 
 
@@ -103,6 +107,33 @@ class EncodecModel:
         self.encoder_layers = encoder_layers(config.seanet)
         self.decoder_layers = decoder_layers(config.seanet)
         self.bandwidth: Optional[float] = None
+
+    @classmethod
+    def from_pretrained(cls, name: str, *, cache_dir=None, backend: str = "auto",
+                        dtype="float32") -> "EncodecModel":
+        """Meta's pretrained ``"encodec_24khz"`` or ``"encodec_48khz"``, downloaded once and cached.
+
+        Parameters
+        ----------
+        name : str
+            ``"encodec_24khz"`` or ``"encodec_48khz"``.
+        cache_dir : str or Path, optional
+            Where the checkpoint is cached; default ``$ENCODEC_NP_CACHE``, else
+            ``$XDG_CACHE_HOME/encodec_np``, else ``~/.cache/encodec_np``.
+        backend : str
+            As for :class:`EncodecModel`.
+        dtype : ``"float32"`` (default) or ``"float64"``.
+
+        Raises
+        ------
+        EncodecError
+            Unknown name, or the download failed; the message says how to load
+            a local copy of the file instead.
+        CheckpointError
+            The download does not match its checksum.
+        """
+        from .checkpoint import load_model
+        return load_model(name, backend=backend, dtype=dtype, cache_dir=cache_dir)
 
     # ------------------------------------------------------------------ official attributes
     @property

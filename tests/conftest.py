@@ -1,0 +1,31 @@
+"""Shared test set-up: a writable Numba cache, Hypothesis profiles, the torch oracle gate."""
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("NUMBA_CACHE_DIR", tempfile.mkdtemp(prefix="encodec-np-numba-"))
+sys.path.insert(0, str(Path(__file__).parent))  # tests/oracle.py, tests/helpers
+
+from hypothesis import settings  # noqa: E402
+
+settings.register_profile("default", deadline=None, max_examples=30)
+settings.register_profile("ci", deadline=None, max_examples=60)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+def torch_available() -> bool:
+    try:
+        import torch  # noqa: F401
+        import einops  # noqa: F401
+        from oracle import import_encodec
+        import_encodec()
+        return True
+    except Exception:
+        return False
+
+
+requires_torch = pytest.mark.skipif(not torch_available(),
+                                    reason="official encodec/torch not installed (see README: parity tests)")
