@@ -184,7 +184,12 @@ def canonicalize(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             v_key = key[:-len("_g")] + "_v"
             if v_key not in state:
                 raise CheckpointError(f"weight-norm tensor {key} has no matching {v_key}")
-            params[key[:-len("_g")]] = fold_weight_norm(value, state[v_key])
+            with np.errstate(divide="ignore", invalid="ignore"):
+                folded = fold_weight_norm(value, state[v_key])
+            if not np.isfinite(folded).all():
+                raise CheckpointError(f"{key[:-len('_g')]}: weight norm gives non-finite weights "
+                                      "(weight_v has a zero row, or the file holds NaN/Inf)")
+            params[key[:-len("_g")]] = folded
         elif key.endswith(".weight_v"):
             if key[:-len("_v")] + "_g" not in state:
                 raise CheckpointError(f"weight-norm tensor {key} has no matching weight_g")

@@ -29,8 +29,9 @@ def conv_padding(length: int, kernel_size: int, stride: int, dilation: int,
     padding that completes the last window always goes right.
     """
     padding_total = (kernel_size - 1) * dilation - (stride - 1)
-    k_eff = (kernel_size - 1) * dilation + 1
-    extra = extra_padding_for_conv1d(length, k_eff, stride, padding_total)
+    # The official SConv1d passes the undilated kernel size here; it only
+    # matters for stride > 1 with dilation > 1, which no EnCodec model uses.
+    extra = extra_padding_for_conv1d(length, kernel_size, stride, padding_total)
     if causal:
         return padding_total, extra
     right = padding_total // 2

@@ -177,7 +177,7 @@ def test_mismatched_weights_are_listed(tmp_path):
     state = official_state(random_params(cfg, seed=0), cfg)
     del state["decoder.model.0.conv.conv.bias"]
     state["encoder.model.99.conv.conv.bias"] = np.zeros(3, np.float32)
-    state["encoder.model.0.conv.conv.weight_v"] = np.zeros((32, 1, 5), np.float32)
+    state["encoder.model.0.conv.conv.weight_v"] = np.ones((32, 1, 5), np.float32)
     write_th(tmp_path / "m.th", state)
     with pytest.raises(CheckpointError) as info:
         encodec_np.load_model(tmp_path / "m.th")
@@ -185,6 +185,15 @@ def test_mismatched_weights_are_listed(tmp_path):
     assert "missing: decoder.model.0.conv.conv.bias" in msg
     assert "unexpected: encoder.model.99.conv.conv.bias" in msg
     assert "encoder.model.0.conv.conv.weight: expected (32, 1, 7), got (32, 1, 5)" in msg
+
+
+def test_non_finite_weights_are_refused(tmp_path):
+    cfg = tiny()
+    state = official_state(random_params(cfg, seed=0), cfg)
+    state["decoder.model.0.conv.conv.weight_v"] = np.zeros_like(state["decoder.model.0.conv.conv.weight_v"])
+    write_th(tmp_path / "m.th", state)
+    with pytest.raises(CheckpointError, match="decoder.model.0.conv.conv.weight: weight norm gives non-finite"):
+        encodec_np.load_model(tmp_path / "m.th", config=cfg)
 
 
 def test_unrecognised_structure_asks_for_a_config(tmp_path):
