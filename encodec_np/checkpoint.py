@@ -320,7 +320,7 @@ def read_checkpoint(path, config: EncodecConfig | None = None) -> tuple[EncodecC
 
 
 def load_model(path_or_name=None, *, backend: str = "auto", dtype="float32",
-               config: EncodecConfig | None = None, cache_dir=None):
+               config: EncodecConfig | None = None, cache_dir=None, threads: int | None = None):
     """Load an :class:`~encodec_np.model.EncodecModel`.
 
     Parameters
@@ -334,6 +334,8 @@ def load_model(path_or_name=None, *, backend: str = "auto", dtype="float32",
     dtype : ``"float32"`` or ``"float64"``.
     config : EncodecConfig, optional
         Overrides the configuration inferred from the file.
+    threads : int, optional
+        Threads per call (default: all cores); see :class:`~encodec_np.model.EncodecModel`.
     """
     from .model import EncodecModel
 
@@ -344,7 +346,7 @@ def load_model(path_or_name=None, *, backend: str = "auto", dtype="float32",
         from .hub import pretrained_path
         path_or_name = pretrained_path(path_or_name, cache_dir=cache_dir)
     cfg, params = read_checkpoint(path_or_name, config)
-    return EncodecModel(cfg, params, backend=backend, dtype=dtype)
+    return EncodecModel(cfg, params, backend=backend, dtype=dtype, threads=threads)
 
 
 def save_model(model, path) -> None:

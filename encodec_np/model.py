@@ -92,10 +92,14 @@ class EncodecModel:
         ``"numpy"`` (the reference), another name from
         :func:`encodec_np.available_backends`, or ``"auto"``.
     dtype : ``"float32"`` (default) or ``"float64"`` (oracle use).
+    threads : int, optional
+        Threads for this model's calls (default: all cores). The ``numba``
+        backend runs its own parallel loops with single-threaded BLAS inside;
+        the ``numpy`` backend caps BLAS threads.
     """
 
     def __init__(self, config: EncodecConfig, params: dict, *, backend: str = "auto",
-                 dtype="float32"):
+                 dtype="float32", threads: Optional[int] = None):
         from encodec_np.kernels import backend_name, get_backend
 
         self.config = config
@@ -107,6 +111,13 @@ class EncodecModel:
         self.encoder_layers = encoder_layers(config.seanet)
         self.decoder_layers = decoder_layers(config.seanet)
         self.bandwidth: Optional[float] = None
+        if threads is not None and (not isinstance(threads, int) or threads < 1):
+            raise EncodecError(f"threads must be a positive integer or None, got {threads!r}")
+        self.threads = threads
+
+    def _threads(self):
+        from encodec_np.kernels import thread_scope
+        return thread_scope(self.ops, self.threads)
 
     @classmethod
     def from_pretrained(cls, name: str, *, cache_dir=None, backend: str = "auto",
@@ -216,7 +227,8 @@ class EncodecModel:
         length = x.shape[-1]
         seg = self.segment_length or length
         stride = self.segment_stride or length
-        return [self._encode_frame(x[:, :, offset:offset + seg]) for offset in range(0, length, stride)]
+        with self._threads():
+            return [self._encode_frame(x[:, :, offset:offset + seg]) for offset in range(0, length, stride)]
 
     def _encode_frame(self, x: np.ndarray) -> EncodedFrame:
         scale = None
@@ -233,11 +245,12 @@ class EncodecModel:
         ``T'`` may exceed the encoded length (whole frames); trim as needed.
         """
         frames = self.check_frames(encoded_frames)
-        if self.segment_length is None:
-            if len(frames) != 1:
-                raise EncodecError(f"this model has no segments: expected 1 frame, got {len(frames)}")
-            return self._decode_frame(frames[0])
-        return linear_overlap_add([self._decode_frame(f) for f in frames], self.segment_stride)
+        if self.segment_length is None and len(frames) != 1:
+            raise EncodecError(f"this model has no segments: expected 1 frame, got {len(frames)}")
+        with self._threads():
+            if self.segment_length is None:
+                return self._decode_frame(frames[0])
+            return linear_overlap_add([self._decode_frame(f) for f in frames], self.segment_stride)
 
     def _decode_frame(self, frame: EncodedFrame) -> np.ndarray:
         codes, scale = frame

@@ -92,6 +92,15 @@ def conv1d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None,
     return y
 
 
+def padded_conv1d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, stride: int = 1,
+                  dilation: int = 1, padding: tuple[int, int] = (0, 0), pad_mode: str = "constant") -> np.ndarray:
+    """:func:`pad1d` then :func:`conv1d`: one op so that fast backends can fuse the padding.
+
+    x : [B, C_in, T]; padding : (left, right) → [B, C_out, T']
+    """
+    return conv1d(pad1d(x, padding[0], padding[1], pad_mode), weight, bias, stride, dilation)
+
+
 def conv_transpose1d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None,
                      stride: int = 1) -> np.ndarray:
     """Unpadded transposed 1-d convolution (as ``torch.nn.functional.conv_transpose1d``).
@@ -166,7 +175,10 @@ def lstm(x: np.ndarray, layers: list[tuple[np.ndarray, ...]],
             c = np.zeros_like(h)
         else:
             h, c = state[li]
-        gates_x = seq @ w_ih.T + (b_ih + b_hh)  # input projection for all steps at once
+        # Input projection for all steps at once, as one 2-d product (a 3-d matmul
+        # would run T separate matrix-vector products).
+        steps, batch = seq.shape[:2]
+        gates_x = (seq.reshape(steps * batch, -1) @ w_ih.T + (b_ih + b_hh)).reshape(steps, batch, -1)
         out = np.empty((seq.shape[0], seq.shape[1], hidden), dtype=x.dtype)
         for t in range(seq.shape[0]):
             gates = gates_x[t] + h @ w_hh.T

@@ -49,9 +49,9 @@ class Conv:
 
     def __call__(self, x, params, ops, trace=None):
         p = f"{self.name}.conv."
-        left, right = ops.conv_padding(x.shape[-1], self.kernel_size, self.stride, self.dilation, self.causal)
-        x = ops.pad1d(x, left, right, self.pad_mode)
-        y = ops.conv1d(x, params[p + "conv.weight"], params[p + "conv.bias"], self.stride, self.dilation)
+        padding = ops.conv_padding(x.shape[-1], self.kernel_size, self.stride, self.dilation, self.causal)
+        y = ops.padded_conv1d(x, params[p + "conv.weight"], params[p + "conv.bias"], self.stride,
+                              self.dilation, padding, self.pad_mode)
         if self.group_norm:
             y = ops.group_norm(y, params[p + "norm.weight"], params[p + "norm.bias"])
         return y

@@ -10,13 +10,20 @@ The ``ENCODEC_NP_BACKEND`` environment variable overrides ``"auto"``.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 
 from encodec_np import ops as _reference
 from encodec_np.errors import EncodecError
 
 # In order of preference for "auto"; each entry is a loader so that optional
 # dependencies are imported only when asked for.
+def _load_numba():
+    from encodec_np.kernels import cpu
+    return cpu
+
+
 _LOADERS = {
+    "numba": _load_numba,
     "numpy": lambda: _reference,
 }
 
@@ -46,6 +53,24 @@ def get_backend(name: str = "auto"):
     except ImportError as exc:
         raise EncodecError(f"backend {name!r} is not available here ({exc}); "
                            f"available: {available_backends()}") from exc
+
+
+@contextmanager
+def thread_scope(ops, threads: int | None = None):
+    """Thread settings for one model call on backend ``ops``.
+
+    A backend with its own ``threads`` context manager decides; otherwise
+    ``threads`` (when given) caps the BLAS thread pool.
+    """
+    if hasattr(ops, "threads"):
+        with ops.threads(threads):
+            yield
+    elif threads:
+        from threadpoolctl import threadpool_limits
+        with threadpool_limits(threads, user_api="blas"):
+            yield
+    else:
+        yield
 
 
 def backend_name(ops) -> str:

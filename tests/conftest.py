@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("NUMBA_CACHE_DIR", tempfile.mkdtemp(prefix="encodec-np-numba-"))
+# A stable, writable cache: kernels compile once per machine, not once per run.
+os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(tempfile.gettempdir(), "encodec-np-numba-cache"))
 sys.path.insert(0, str(Path(__file__).parent))  # tests/oracle.py, tests/helpers
 
 from hypothesis import settings  # noqa: E402

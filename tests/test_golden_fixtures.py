@@ -46,11 +46,11 @@ def fixture(name: str) -> dict:
     return _cache[name]
 
 
-def model_for(name: str, dtype: str):
-    key = (name, dtype)
+def model_for(name: str, dtype: str, backend: str = "numpy"):
+    key = (name, dtype, backend)
     if key not in _cache:
         fx = fixture(name)
-        _cache[key] = random_model(PRESETS[name](), int(fx["meta/weight_seed"]), backend="numpy", dtype=dtype)
+        _cache[key] = random_model(PRESETS[name](), int(fx["meta/weight_seed"]), backend=backend, dtype=dtype)
     return _cache[key]
 
 
@@ -112,10 +112,10 @@ def judge_codes(model, x, ours: list, official: list) -> dict:
     return stats
 
 
-def check_against_fixture(name: str, dtype: str, lengths=None, decoded_once=False) -> dict:
+def check_against_fixture(name: str, dtype: str, lengths=None, decoded_once=False, backend="numpy") -> dict:
     """Codes at every bandwidth and decoded audio (all stored bandwidths, or the first one)."""
     fx = fixture(name)
-    model = model_for(name, dtype)
+    model = model_for(name, dtype, backend)
     total = {"columns": 0, "tie_columns": 0, "max_rel_gap": 0.0, "codes": 0, "equal_codes": 0,
              "max_wave_err": 0.0, "max_scale_rel_err": 0.0}
     top = max(model.target_bandwidths)
@@ -182,6 +182,16 @@ def test_float32_matches_official(name, capsys):
               f"{stats['tie_columns']}/{stats['columns']} columns with a near tie "
               f"(max rel gap {stats['max_rel_gap']:.2g}), max wave err {stats['max_wave_err']:.2g} x peak, "
               f"max scale rel err {stats['max_scale_rel_err']:.2g}")
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_numba_backend_matches_official(name, capsys):
+    pytest.importorskip("numba")
+    stats = check_against_fixture(name, "float32", backend="numba")
+    with capsys.disabled():
+        print(f"\n{name} numba float32: {stats['equal_codes']}/{stats['codes']} codes equal, "
+              f"{stats['tie_columns']}/{stats['columns']} columns with a near tie "
+              f"(max rel gap {stats['max_rel_gap']:.2g}), max wave err {stats['max_wave_err']:.2g} x peak")
 
 
 @pytest.mark.parametrize("name,lengths", [("encodec_24khz", None), ("encodec_48khz", [1, 9999])])
