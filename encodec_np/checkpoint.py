@@ -225,6 +225,29 @@ def infer_official_config(params: dict[str, np.ndarray]) -> EncodecConfig:
                           f"{'group' if grouped else 'weight'} norm); pass config= to load_model")
 
 
+def to_official_state(params: dict[str, np.ndarray], config: EncodecConfig) -> dict[str, np.ndarray]:
+    """Canonical params → an official ``encodec`` state dict (inverse of :func:`canonicalize`).
+
+    Weight-norm models get ``weight_v = w`` and ``weight_g = ||w||`` (over all
+    axes but 0), which fold back to ``w``; codebooks are split per layer with
+    the buffers the official ``load_state_dict`` expects.
+    """
+    state = {}
+    for key, value in params.items():
+        if key == CODEBOOKS:
+            for i, book in enumerate(value):
+                p = f"quantizer.vq.layers.{i}._codebook."
+                state.update({p + "inited": np.ones(1, np.float32), p + "cluster_size": np.zeros(len(book), np.float32),
+                              p + "embed": book, p + "embed_avg": book.copy()})
+        elif config.seanet.norm == "weight_norm" and key.endswith(("conv.conv.weight", "convtr.convtr.weight")):
+            norm = np.sqrt((value.astype(np.float64) ** 2).sum(axis=tuple(range(1, value.ndim)), keepdims=True))
+            state[key + "_g"] = norm.astype(value.dtype)
+            state[key + "_v"] = value
+        else:
+            state[key] = value
+    return state
+
+
 def config_from_hf(hf: dict) -> EncodecConfig:
     """Build a config from a Hugging Face ``EncodecConfig`` ``config.json``."""
     try:

@@ -13,7 +13,8 @@ from th_writer import Global, write_th
 
 import encodec_np
 from encodec_np import CheckpointError, EncodecModel, RVQConfig
-from encodec_np.checkpoint import FORMAT_KEY, fold_weight_norm, read_checkpoint, read_torch_state
+from encodec_np.checkpoint import (FORMAT_KEY, fold_weight_norm, read_checkpoint, read_torch_state,
+                                   to_official_state)
 from encodec_np.synthetic import random_params
 
 
@@ -22,24 +23,6 @@ def tiny(preset=encodec_np.encodec_24khz, **seanet):
     cfg = preset()
     seanet = dataclasses.replace(cfg.seanet, n_filters=2, dimension=8, **seanet)
     return cfg.replace(seanet=seanet, quantizer=RVQConfig(dimension=8, n_q=cfg.quantizer.n_q, bins=16))
-
-
-def official_state(params, config):
-    """Canonical params → the official state dict (weight_g / weight_v, per-layer codebooks)."""
-    state = {}
-    for key, value in params.items():
-        if key == "quantizer.codebooks":
-            for i, book in enumerate(value):
-                p = f"quantizer.vq.layers.{i}._codebook."
-                state.update({p + "inited": np.ones(1, np.float32), p + "embed": book,
-                              p + "cluster_size": np.zeros(len(book), np.float32), p + "embed_avg": book})
-        elif config.seanet.norm == "weight_norm" and key.endswith(("conv.weight", "convtr.weight")):
-            norm = np.sqrt((value.astype(np.float64) ** 2).sum(axis=(1, 2), keepdims=True))
-            state[key[:-len("weight")] + "weight_g"] = norm.astype(np.float32)
-            state[key[:-len("weight")] + "weight_v"] = value
-        else:
-            state[key] = value
-    return state
 
 
 def hf_state(state, parametrizations=False):
@@ -70,7 +53,7 @@ def test_th_roundtrip_recognises_official_structure(tmp_path, preset):
     cfg = preset()
     params = random_params(cfg, seed=1)
     path = tmp_path / "model.th"
-    write_th(path, official_state(params, cfg))
+    write_th(path, to_official_state(params, cfg))
     model = encodec_np.load_model(path, backend="numpy")
     assert model.name == cfg.name and model.config == cfg
     for k, v in params.items():
@@ -93,7 +76,7 @@ def test_hugging_face_folder(tmp_path, preset, parametrizations):
     from safetensors.numpy import save_file
     cfg = tiny(preset)
     params = random_params(cfg, seed=2)
-    save_file(hf_state(official_state(params, cfg), parametrizations), str(tmp_path / "model.safetensors"))
+    save_file(hf_state(to_official_state(params, cfg), parametrizations), str(tmp_path / "model.safetensors"))
     s = cfg.seanet
     hf_config = {
         "model_type": "encodec", "sampling_rate": cfg.sample_rate, "audio_channels": s.channels,
@@ -151,7 +134,7 @@ def test_only_allow_listed_globals(tmp_path, module, name):
 def test_truncated_and_corrupt_files(tmp_path):
     cfg = tiny()
     path = tmp_path / "m.th"
-    write_th(path, official_state(random_params(cfg, seed=0), cfg))
+    write_th(path, to_official_state(random_params(cfg, seed=0), cfg))
     data = path.read_bytes()
     (tmp_path / "cut.th").write_bytes(data[:len(data) // 2])
     (tmp_path / "junk.th").write_bytes(b"not a checkpoint at all")
@@ -174,7 +157,7 @@ def test_truncated_and_corrupt_files(tmp_path):
 
 def test_mismatched_weights_are_listed(tmp_path):
     cfg = encodec_np.encodec_24khz()
-    state = official_state(random_params(cfg, seed=0), cfg)
+    state = to_official_state(random_params(cfg, seed=0), cfg)
     del state["decoder.model.0.conv.conv.bias"]
     state["encoder.model.99.conv.conv.bias"] = np.zeros(3, np.float32)
     state["encoder.model.0.conv.conv.weight_v"] = np.ones((32, 1, 5), np.float32)
@@ -189,7 +172,7 @@ def test_mismatched_weights_are_listed(tmp_path):
 
 def test_non_finite_weights_are_refused(tmp_path):
     cfg = tiny()
-    state = official_state(random_params(cfg, seed=0), cfg)
+    state = to_official_state(random_params(cfg, seed=0), cfg)
     state["decoder.model.0.conv.conv.weight_v"] = np.zeros_like(state["decoder.model.0.conv.conv.weight_v"])
     write_th(tmp_path / "m.th", state)
     with pytest.raises(CheckpointError, match="decoder.model.0.conv.conv.weight: weight norm gives non-finite"):
@@ -199,7 +182,7 @@ def test_non_finite_weights_are_refused(tmp_path):
 def test_unrecognised_structure_asks_for_a_config(tmp_path):
     cfg = tiny()
     cfg = cfg.replace(quantizer=RVQConfig(dimension=8, n_q=7, bins=16))
-    write_th(tmp_path / "m.th", official_state(random_params(cfg, seed=0), cfg))
+    write_th(tmp_path / "m.th", to_official_state(random_params(cfg, seed=0), cfg))
     with pytest.raises(CheckpointError, match="config="):
         encodec_np.load_model(tmp_path / "m.th")
     model = encodec_np.load_model(tmp_path / "m.th", config=cfg)

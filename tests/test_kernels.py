@@ -81,6 +81,19 @@ def test_elu(shape, dtype, scale, seed):
     np.testing.assert_allclose(got, ops.elu(x), atol=4 * np.finfo(dtype).eps, rtol=4 * np.finfo(dtype).eps)
 
 
+@given(shape=st.tuples(st.integers(1, 3), st.integers(1, 8), st.integers(1, 400)), dtype=dtypes,
+       offset=st.floats(-10, 10), scale=st.floats(0.01, 100), seed=st.integers(0, 2**31))
+def test_group_norm(shape, dtype, offset, scale, seed):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(shape) * scale + offset).astype(dtype)
+    w = rng.standard_normal(shape[1]).astype(dtype)
+    b = rng.standard_normal(shape[1]).astype(dtype)
+    got = cpu.group_norm(x, w, b)
+    assert got.dtype == dtype
+    atol = 2e-5 if dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(got, ops.group_norm(x, w, b), atol=atol * (1 + np.abs(w).max() + np.abs(b).max()))
+
+
 @given(b=st.integers(1, 3), c=st.integers(1, 6), hidden=st.integers(1, 9), t=st.integers(1, 25),
        layers=st.integers(1, 2), with_state=st.booleans(), dtype=dtypes, seed=st.integers(0, 2**31))
 def test_lstm(b, c, hidden, t, layers, with_state, dtype, seed):
