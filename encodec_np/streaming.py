@@ -1,0 +1,340 @@
+"""Exact streaming for causal models: push audio or codes chunk by chunk.
+
+Each layer of the official SEANet gets a streaming twin that carries what the
+next chunk needs: a conv keeps the tail of its input (its receptive field), a
+transposed conv the overlapping tail of its output, the LSTM its (h, c), a
+residual block the outputs one branch produced ahead of the other. The
+concatenated outputs equal the one-shot ``encode`` / ``decode`` of the whole
+signal, including both ends:
+
+* start: the official causal conv reflect-pads ``k - s`` samples on the left,
+  i.e. reads ``x[1 .. k - s]`` — a few samples *ahead*; a frame is emitted once
+  every sample it reads has arrived;
+* end: :meth:`flush` applies the one-shot right padding (the ``extra``
+  samples that complete the last window, reflected), which depends on the
+  total length, so the last frames of each strided conv wait for ``flush``.
+
+Algorithmic latency of the 24 kHz model (measured in ``tests/test_streaming.py``):
+the encoder releases code frame ``i`` as soon as samples up to ``(i + 1) * 320``
+have arrived, except at the start, where the last conv (k = 7) reflect-pads
+its left edge with frames 1-6: the first 7 frames come out together after
+2240 samples (93 ms). The decoder likewise needs 7 code frames before it
+releases its first 2240 samples, then 320 samples per frame; its ``flush``
+adds nothing. The encoder's ``flush`` releases the last, padded frames.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import quantization as rvq
+from .errors import EncodecError
+from .seanet import ELU, LSTM, Conv, ConvTranspose, ResBlock
+
+
+class _Conv:
+    """Streaming ``SConv1d`` (causal): input samples in, final output frames out."""
+
+    def __init__(self, layer: Conv, params, ops):
+        if not layer.causal or layer.group_norm:
+            raise EncodecError("streaming needs a causal model without GroupNorm")
+        self.layer, self.ops = layer, ops
+        p = f"{layer.name}.conv."
+        self.weight, self.bias = params[p + "conv.weight"], params[p + "conv.bias"]
+        self.k, self.s, self.d = layer.kernel_size, layer.stride, layer.dilation
+        self.span = (self.k - 1) * self.d + 1
+        self.left = self.span - self.s  # causal: all of padding_total on the left
+        self.buf = None                 # x[base:received]
+        self.base = self.received = self.emitted = 0
+
+    def _padded(self, q0: int, q1: int) -> np.ndarray:
+        """Padded positions [q0, q1) before the right end: the left pad as the official pad1d."""
+        idx = np.arange(q0, q1) - self.left
+        mode = self.layer.pad_mode
+        if mode == "reflect":
+            idx = np.abs(idx)
+        elif mode == "replicate":
+            idx = np.maximum(idx, 0)
+        out = self.buf[..., np.clip(idx, self.base, None) - self.base]
+        if mode == "constant":
+            out[..., idx < 0] = 0
+        return out
+
+    def push(self, x: np.ndarray) -> np.ndarray:
+        self.buf = x if self.buf is None else np.concatenate([self.buf, x], axis=-1)
+        self.received += x.shape[-1]
+        # Frame i reads x[i*s - left .. i*s - left + span - 1], and at the start the
+        # reflected x[1 .. left]: it is final once all of those have arrived.
+        ready = 0
+        while True:
+            i = self.emitted + ready
+            last = i * self.s - self.left + self.span - 1
+            if i * self.s < self.left and self.layer.pad_mode == "reflect":
+                last = max(last, self.left - i * self.s)
+            if last >= self.received:
+                break
+            ready += 1
+        y = self._frames(ready)
+        self._trim()
+        return y
+
+    def _frames(self, n: int) -> np.ndarray:
+        if n == 0:
+            return np.zeros(self.buf.shape[:-1][:1] + (self.weight.shape[0], 0), self.buf.dtype)
+        q0 = self.emitted * self.s
+        window = self._padded(q0, q0 + (n - 1) * self.s + self.span)
+        self.emitted += n
+        return self.ops.conv1d(window, self.weight, self.bias, self.s, self.d)
+
+    def _trim(self):
+        keep_from = max(0, self.emitted * self.s - self.left)
+        if self.layer.pad_mode == "reflect" and self.emitted * self.s < self.left:
+            keep_from = 0
+        if keep_from > self.base:
+            self.buf = self.buf[..., keep_from - self.base:]
+            self.base = keep_from
+
+    def flush(self) -> np.ndarray:
+        if self.buf is None or self.received == 0:
+            return None
+        length = self.received
+        left, right = self.ops.conv_padding(length, self.k, self.s, self.d, True)
+        total = (length + left + right - self.span) // self.s + 1
+        n = total - self.emitted
+        if n <= 0:
+            return None
+        if self.base == 0:  # everything is still here: pad exactly as one-shot (tiny inputs too)
+            padded = self.ops.pad1d(self.buf, left, right, self.layer.pad_mode)
+        else:
+            tail = self.ops.pad1d(self.buf, 0, right, self.layer.pad_mode)
+            padded = np.concatenate([np.zeros(tail.shape[:-1] + (self.base + left,), tail.dtype), tail], axis=-1)
+        q0 = self.emitted * self.s
+        window = padded[..., q0:q0 + (n - 1) * self.s + self.span]
+        self.emitted += n
+        return self.ops.conv1d(window, self.weight, self.bias, self.s, self.d)
+
+
+class _ConvTranspose:
+    """Streaming ``SConvTranspose1d`` (causal): keeps the ``k - s`` overlapping output samples."""
+
+    def __init__(self, layer: ConvTranspose, params, ops):
+        if not layer.causal or layer.group_norm:
+            raise EncodecError("streaming needs a causal model without GroupNorm")
+        p = f"{layer.name}.convtr."
+        self.weight, self.bias, self.ops = params[p + "convtr.weight"], params[p + "convtr.bias"], ops
+        self.s, self.k = layer.stride, layer.kernel_size
+        self.skip, self.right = layer.trim()  # samples trimmed off each end of the whole output
+        self.tail = None
+
+    def push(self, x: np.ndarray) -> np.ndarray:
+        if x.shape[-1] == 0:
+            return np.zeros(x.shape[:1] + (self.weight.shape[1], 0), x.dtype)
+        y = self.ops.conv_transpose1d(x, self.weight, None, self.s)
+        if self.tail is not None:
+            y[..., :self.tail.shape[-1]] += self.tail
+        done = x.shape[-1] * self.s  # positions no later frame contributes to
+        self.tail = y[..., done:].copy()
+        return self._release(y[..., :done])
+
+    def _release(self, y):
+        out = y + self.bias[None, :, None]
+        if self.skip:
+            cut = min(self.skip, out.shape[-1])
+            out, self.skip = out[..., cut:], self.skip - cut
+        return out
+
+    def flush(self):
+        # The overlap left after the last frame is what the one-shot trims on the right,
+        # except the part a trim_right_ratio < 1 keeps.
+        if self.tail is None or self.tail.shape[-1] <= self.right:
+            return None
+        return self._release(self.tail[..., :self.tail.shape[-1] - self.right])
+
+
+class _Pointwise:
+    def __init__(self, fn):
+        self.fn = fn
+
+    def push(self, x):
+        return self.fn(x)
+
+    def flush(self):
+        return None
+
+
+class _LSTM:
+    def __init__(self, layer: LSTM, params, ops):
+        self.weights, self.ops, self.state = layer.weights(params), ops, None
+
+    def push(self, x):
+        if x.shape[-1] == 0:
+            return x
+        y, self.state = self.ops.lstm(x, self.weights, self.state)
+        return y + x
+
+    def flush(self):
+        return None
+
+
+class _Sequence:
+    """Layers in order; ``flush`` drains each layer into the ones after it."""
+
+    def __init__(self, layers):
+        self.layers = layers
+
+    def push(self, x):
+        for layer in self.layers:
+            x = layer.push(x)
+        return x
+
+    def flush(self):
+        out = None
+        for layer in self.layers:
+            if out is not None:  # what earlier layers released at the end still flows through
+                out = layer.push(out)
+            out = _concat(out, layer.flush())
+        return out
+
+
+class _ResBlock:
+    """``shortcut(x) + block(x)``; the branches release frames at different times, so each
+    keeps what it produced ahead of the other."""
+
+    def __init__(self, layer: ResBlock, params, ops):
+        self.block = _Sequence([_streaming(sub, params, ops) for sub in layer.block])
+        self.shortcut = None if layer.shortcut is None else _Conv(layer.shortcut, params, ops)
+        self.ahead_block = self.ahead_skip = None
+
+    def _add(self, block, skip):
+        self.ahead_block = _concat(self.ahead_block, block)
+        self.ahead_skip = _concat(self.ahead_skip, skip)
+        if self.ahead_block is None or self.ahead_skip is None:
+            return None
+        n = min(self.ahead_block.shape[-1], self.ahead_skip.shape[-1])
+        out = self.ahead_skip[..., :n] + self.ahead_block[..., :n]
+        self.ahead_block, self.ahead_skip = self.ahead_block[..., n:], self.ahead_skip[..., n:]
+        return out
+
+    def push(self, x):
+        return self._add(self.block.push(x), x if self.shortcut is None else self.shortcut.push(x))
+
+    def flush(self):
+        return self._add(self.block.flush(), None if self.shortcut is None else self.shortcut.flush())
+
+
+def _concat(a, b):
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return np.concatenate([a, b], axis=-1)
+
+
+def _streaming(layer, params, ops):
+    if isinstance(layer, Conv):
+        return _Conv(layer, params, ops)
+    if isinstance(layer, ConvTranspose):
+        return _ConvTranspose(layer, params, ops)
+    if isinstance(layer, ELU):
+        return _Pointwise(lambda x, alpha=layer.alpha: ops.elu(x, alpha))
+    if isinstance(layer, LSTM):
+        return _LSTM(layer, params, ops)
+    if isinstance(layer, ResBlock):
+        return _ResBlock(layer, params, ops)
+    raise EncodecError(f"no streaming version of layer {layer!r}")
+
+
+class _Stream:
+    """Shared bookkeeping: the model, its bandwidth at construction, the closed flag."""
+
+    def __init__(self, model, layers):
+        if not model.config.seanet.causal or model.config.segment is not None or model.normalize:
+            raise EncodecError(f"{model.name} is not causal (or uses segments/normalization): streaming "
+                               "is exact only for causal models such as encodec_24khz")
+        self.model = model
+        self.bandwidth = model.bandwidth
+        self.num_codebooks = model.num_codebooks
+        self.net = _Sequence([_streaming(layer, model.params, model.ops) for layer in layers])
+        self.closed = False
+
+    def _check_open(self):
+        if self.closed:
+            raise EncodecError("this stream was flushed; create a new one to start another signal")
+        if self.model.bandwidth != self.bandwidth:
+            raise EncodecError(f"the model's bandwidth changed mid-stream ({self.bandwidth} → "
+                               f"{self.model.bandwidth}); a stream keeps the bandwidth it started with")
+
+
+class StreamingEncoder(_Stream):
+    """Push audio ``[B, C, n]`` (any n), get the code frames that are final ``[B, K, f]``.
+
+    The concatenation of every :meth:`push` and the :meth:`flush` output equals
+    ``model.encode(whole)[0][0]``. The bandwidth is the model's at construction.
+    """
+
+    def __init__(self, model):
+        super().__init__(model, model.encoder_layers)
+        self.batch = None
+
+    def _codes(self, emb):
+        if emb is None or emb.shape[-1] == 0:
+            b = self.batch or 0
+            return np.zeros((b, self.num_codebooks, 0), np.int64)
+        return rvq.encode(emb, self.model.params[rvq.CODEBOOKS], self.num_codebooks, self.model.ops)
+
+    def push(self, chunk: np.ndarray) -> np.ndarray:
+        """Audio chunk ``[B, C, n]`` → codes ``[B, K, f]`` (f may be 0)."""
+        self._check_open()
+        if not isinstance(chunk, np.ndarray) or chunk.ndim != 3:
+            raise EncodecError("push expects audio of shape [B, C, n] as a NumPy array")
+        if chunk.shape[-1] == 0:
+            return self._codes(None)
+        if self.batch is not None and chunk.shape[0] != self.batch:
+            raise EncodecError(f"batch size changed mid-stream ({self.batch} → {chunk.shape[0]})")
+        chunk = self.model.check_audio(chunk)
+        self.batch = chunk.shape[0]
+        with self.model._threads():
+            return self._codes(self.net.push(chunk))
+
+    def flush(self) -> np.ndarray:
+        """The remaining codes, with the one-shot end padding; the stream is closed after."""
+        self._check_open()
+        self.closed = True
+        if self.batch is None:
+            raise EncodecError("nothing was pushed: a stream needs at least one sample")
+        with self.model._threads():
+            return self._codes(self.net.flush())
+
+
+class StreamingDecoder(_Stream):
+    """Push codes ``[B, K, f]``, get the audio that is final ``[B, C, m]``.
+
+    The concatenation of every :meth:`push` and :meth:`flush` output equals
+    ``model.decode([(codes, None)])`` of all the codes.
+    """
+
+    def __init__(self, model):
+        super().__init__(model, model.decoder_layers)
+        self.shape = None
+
+    def push(self, codes: np.ndarray) -> np.ndarray:
+        """Codes ``[B, K, f]`` → audio ``[B, C, m]`` (m may be 0)."""
+        self._check_open()
+        codes = np.asarray(codes)
+        if codes.ndim == 3 and codes.shape[-1] == 0:
+            return np.zeros((codes.shape[0], self.model.channels, 0), self.model.dtype)
+        (codes, _), = self.model.check_frames([(codes, None)])
+        if self.shape is not None and codes.shape[:2] != self.shape:
+            raise EncodecError(f"codes shape changed mid-stream ({self.shape} → {codes.shape[:2]})")
+        self.shape = codes.shape[:2]
+        with self.model._threads():
+            out = self.net.push(self.model.dequantize(codes))
+        return out if out is not None else np.zeros((codes.shape[0], self.model.channels, 0), self.model.dtype)
+
+    def flush(self) -> np.ndarray:
+        """The remaining audio; the stream is closed after."""
+        self._check_open()
+        self.closed = True
+        with self.model._threads():
+            out = self.net.flush()
+        b = self.shape[0] if self.shape else 0
+        return out if out is not None else np.zeros((b, self.model.channels, 0), self.model.dtype)

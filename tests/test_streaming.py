@@ -1,0 +1,103 @@
+"""Streaming equals one-shot: identical codes and waveform for any chunking."""
+import dataclasses
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import encodec_np
+from encodec_np import EncodecError
+from encodec_np.streaming import StreamingDecoder, StreamingEncoder
+from encodec_np.synthetic import random_model, test_signal
+
+
+def small_24khz():
+    cfg = encodec_np.encodec_24khz()
+    return cfg.replace(seanet=dataclasses.replace(cfg.seanet, n_filters=4, dimension=16),
+                       quantizer=dataclasses.replace(cfg.quantizer, dimension=16))
+
+
+MODELS = {b: random_model(small_24khz(), seed=3, backend=b) for b in encodec_np.available_backends()}
+
+
+def chunked(length, cuts):
+    """Split [0, length) at the sorted cut points."""
+    edges = [0] + sorted({c % length for c in cuts if 0 < c % length}) + [length]
+    return list(zip(edges[:-1], edges[1:]))
+
+
+@settings(max_examples=25)
+@given(length=st.integers(1, 3000), cuts=st.lists(st.integers(1, 10**6), max_size=12),
+       bandwidth=st.sampled_from([1.5, 3.0, 6.0, 12.0, 24.0]), batch=st.integers(1, 2),
+       backend=st.sampled_from(sorted(MODELS)), seed=st.integers(0, 1000))
+def test_streaming_encoder_equals_one_shot(length, cuts, bandwidth, batch, backend, seed):
+    model = MODELS[backend]
+    model.set_target_bandwidth(bandwidth)
+    x = np.stack([test_signal("noise", 1, length, seed=seed + i) for i in range(batch)])
+    expected = model.encode(x)[0][0]
+    enc = StreamingEncoder(model)
+    parts = [enc.push(x[..., a:b]) for a, b in chunked(length, cuts)] + [enc.flush()]
+    got = np.concatenate(parts, axis=-1)
+    assert all(p.shape[:2] == (batch, model.num_codebooks) for p in parts)
+    np.testing.assert_array_equal(got, expected)
+
+
+@settings(max_examples=25)
+@given(frames=st.integers(1, 40), cuts=st.lists(st.integers(1, 1000), max_size=8),
+       backend=st.sampled_from(sorted(MODELS)), seed=st.integers(0, 1000))
+def test_streaming_decoder_equals_one_shot(frames, cuts, backend, seed):
+    model = MODELS[backend]
+    model.set_target_bandwidth(6.0)
+    codes = np.random.default_rng(seed).integers(0, 1024, size=(1, 8, frames))
+    expected = model.decode([(codes, None)])
+    dec = StreamingDecoder(model)
+    parts = [dec.push(codes[..., a:b]) for a, b in chunked(frames, cuts)] + [dec.flush()]
+    got = np.concatenate(parts, axis=-1)
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, atol=1e-5 * max(1.0, np.abs(expected).max()), rtol=0)
+
+
+def test_latency_is_exactly_as_documented():
+    """Encoder: 7 frames at once after 2240 samples (start look-ahead), then one per 320 samples.
+    Decoder: 2240 samples after 7 frames, then 320 per frame."""
+    model = MODELS["numpy"]
+    model.set_target_bandwidth(1.5)
+    x = test_signal("chirp", 1, 3000)[None]
+    enc = StreamingEncoder(model)
+    released_at = []
+    for i in range(3000):
+        released_at += [i + 1] * enc.push(x[..., i:i + 1]).shape[-1]
+    assert released_at == [2240] * 7 + [2560, 2880]
+    assert enc.flush().shape[-1] == 1  # ceil(3000 / 320) = 10 frames in all
+    dec = StreamingDecoder(model)
+    sizes = [dec.push(np.zeros((1, 2, 1), np.int64)).shape[-1] for _ in range(10)]
+    assert sizes == [0] * 6 + [2240, 320, 320, 320]
+    assert dec.flush().shape[-1] == 0
+
+
+def test_bad_use():
+    model = MODELS["numpy"]
+    model.set_target_bandwidth(6.0)
+    enc = StreamingEncoder(model)
+    with pytest.raises(EncodecError, match="floating point"):
+        enc.push(np.zeros((1, 1, 10), np.int16))
+    with pytest.raises(EncodecError, match="channel"):
+        enc.push(np.zeros((1, 2, 10), np.float32))
+    enc.push(np.zeros((1, 1, 10), np.float32))
+    model.set_target_bandwidth(3.0)
+    with pytest.raises(EncodecError, match="bandwidth changed"):
+        enc.push(np.zeros((1, 1, 10), np.float32))
+    model.set_target_bandwidth(6.0)
+    enc.flush()
+    with pytest.raises(EncodecError, match="flushed"):
+        enc.push(np.zeros((1, 1, 10), np.float32))
+    with pytest.raises(EncodecError, match="nothing was pushed"):
+        StreamingEncoder(model).flush()
+    cfg = encodec_np.encodec_48khz()
+    cfg = cfg.replace(seanet=dataclasses.replace(cfg.seanet, n_filters=2, dimension=8),
+                      quantizer=dataclasses.replace(cfg.quantizer, dimension=8))
+    with pytest.raises(EncodecError, match="not causal"):
+        StreamingEncoder(random_model(cfg, 0, backend="numpy"))
+    dec = StreamingDecoder(model)
+    with pytest.raises(EncodecError, match=r"\[0, 1024\)"):
+        dec.push(np.full((1, 8, 2), 5000))
