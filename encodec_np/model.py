@@ -96,6 +96,11 @@ class EncodecModel:
         Threads for this model's calls (default: all cores). The ``numba``
         backend runs its own parallel loops with single-threaded BLAS inside;
         the ``numpy`` backend caps BLAS threads.
+
+    Causal models without segments (24 kHz) encode and decode inputs longer
+    than :attr:`chunk_seconds` (10 s) through :mod:`encodec_np.streaming`, in
+    chunks of that size: the codes are identical to one pass over the whole
+    input (tested) and memory stays bounded on long files.
     """
 
     def __init__(self, config: EncodecConfig, params: dict, *, backend: str = "auto",
@@ -114,6 +119,9 @@ class EncodecModel:
         if threads is not None and (not isinstance(threads, int) or threads < 1):
             raise EncodecError(f"threads must be a positive integer or None, got {threads!r}")
         self.threads = threads
+        #: Inputs longer than this (seconds) go through the streaming path in chunks of
+        #: this size: identical codes, bounded memory, better cache use (causal models).
+        self.chunk_seconds = 10.0
 
     def _threads(self):
         from encodec_np.kernels import thread_scope
@@ -225,10 +233,24 @@ class EncodecModel:
         """
         x = self.check_audio(x)
         length = x.shape[-1]
+        if self._streams() and length > self.chunk_seconds * self.sample_rate:
+            return [(self._encode_in_chunks(x), None)]
         seg = self.segment_length or length
         stride = self.segment_stride or length
         with self._threads():
             return [self._encode_frame(x[:, :, offset:offset + seg]) for offset in range(0, length, stride)]
+
+    def _streams(self) -> bool:
+        """Causal models without segments process long inputs chunk by chunk (exactly)."""
+        return self.config.seanet.causal and self.segment_length is None and not self.normalize
+
+    def _encode_in_chunks(self, x: np.ndarray) -> np.ndarray:
+        from .streaming import StreamingEncoder
+
+        enc = StreamingEncoder(self)
+        step = max(1, int(self.chunk_seconds * self.sample_rate))
+        parts = [enc.push(x[:, :, i:i + step]) for i in range(0, x.shape[-1], step)]
+        return np.concatenate(parts + [enc.flush()], axis=-1)
 
     def _encode_frame(self, x: np.ndarray) -> EncodedFrame:
         scale = None
@@ -247,6 +269,14 @@ class EncodecModel:
         frames = self.check_frames(encoded_frames)
         if self.segment_length is None and len(frames) != 1:
             raise EncodecError(f"this model has no segments: expected 1 frame, got {len(frames)}")
+        if self._streams() and frames[0][0].shape[-1] > self.chunk_seconds * self.frame_rate:
+            step = max(1, int(self.chunk_seconds * self.frame_rate))
+            from .streaming import StreamingDecoder
+
+            dec = StreamingDecoder(self)
+            codes = frames[0][0]
+            parts = [dec.push(codes[:, :, i:i + step]) for i in range(0, codes.shape[-1], step)]
+            return np.concatenate(parts + [dec.flush()], axis=-1)
         with self._threads():
             if self.segment_length is None:
                 return self._decode_frame(frames[0])

@@ -48,6 +48,8 @@ class _Conv:
 
     def _padded(self, q0: int, q1: int) -> np.ndarray:
         """Padded positions [q0, q1) before the right end: the left pad as the official pad1d."""
+        if q0 - self.left >= self.base:  # past the start: a plain slice of the buffer
+            return self.buf[..., q0 - self.left - self.base:q1 - self.left - self.base]
         idx = np.arange(q0, q1) - self.left
         mode = self.layer.pad_mode
         if mode == "reflect":
