@@ -10,6 +10,9 @@ from .checkpoint import load_model, read_checkpoint, save_model
 from .config import (EncodecConfig, RVQConfig, SEANetConfig, encodec_24khz, encodec_32khz,
                      encodec_48khz)
 from .errors import CheckpointError, EncodecError
+from .audio import convert_audio, read_audio, write_audio
+from .ecdc import compress, decompress
+from .streaming import StreamingDecoder, StreamingEncoder
 from .model import EncodecModel
 from . import functional
 from .functional import (Decoder, Encoder, build, build_decoder, build_encoder, build_rvq,
@@ -17,6 +20,14 @@ from .functional import (Decoder, Encoder, build, build_decoder, build_encoder, 
                          rvq_dequantize, rvq_quantize, spectral_loss)
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # The LM needs scipy.special (~0.5 s to import): load it only when asked for.
+    if name == "load_lm":
+        from .lm import load_lm
+        return load_lm
+    raise AttributeError(f"module 'encodec_np' has no attribute {name!r}")
 
 
 def available_backends() -> list[str]:
@@ -30,6 +41,8 @@ __all__ = [
     "EncodecModel", "EncodecConfig", "SEANetConfig", "RVQConfig", "encodec_24khz", "encodec_48khz",
     "encodec_32khz", "load_model", "save_model", "read_checkpoint", "available_backends",
     "EncodecError", "CheckpointError", "__version__",
+    "compress", "decompress", "load_lm", "read_audio", "write_audio", "convert_audio",
+    "StreamingEncoder", "StreamingDecoder",
     # the seed's functional API
     "functional", "build", "build_encoder", "build_decoder", "build_rvq", "init_codebooks",
     "rvq_quantize", "rvq_dequantize", "encode", "decode", "output_size", "commitment_loss",

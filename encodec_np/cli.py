@@ -5,21 +5,38 @@ runs it (``cmd_<name>(args) -> exit code``); :data:`COMMANDS` maps the names
 to both. Exit codes: 0 success, 2 usage error (argparse), 1 failure, reported
 as one ``error: ...`` line on stderr (the traceback too with ``--debug``).
 
+    encodec-np encode IN OUT.ecdc      [-b KBPS] [--hq | --model NAME|PATH] [--lm] [--tokens T.npy] [-f] [-q]
+    encodec-np decode IN.ecdc OUT.wav  [--model NAME|PATH] [-r] [--float] [--tokens T.npy] [-f] [-q]
+    encodec-np roundtrip IN OUT.wav    [-b KBPS] [--hq | --model NAME|PATH] [--lm] [-r] [--float] [-f] [-q]
+    encodec-np info FILE               (.ecdc, checkpoint or audio file)
+    encodec-np convert CKPT OUT.safetensors [--config PRESET] [-f]
     encodec-np golden OUT.npz [--model PATH|NAME] [--config PRESET] [--seed N]
                               [--bandwidth BW] [--input WAV] [--length SAMPLES]
                               [--signal KIND] [--dtype float32|float64]
+
+Outputs are written under a temporary name and renamed when complete, so an
+interrupted or failed run never leaves a partial file; an existing output is
+only replaced with ``-f``; inputs are never modified.
 """
 from __future__ import annotations
 
 import argparse
+import io
+import json
+import os
 import sys
 import traceback
+import warnings
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from .errors import EncodecError
+
+
+class UsageError(EncodecError):
+    """A bad combination of arguments found after parsing: exit code 2, like argparse's errors."""
 
 
 # --------------------------------------------------------------------------- golden
@@ -111,9 +128,491 @@ def read_audio_for(model, path) -> np.ndarray:
     return np.ascontiguousarray(x[None], dtype=np.float32)
 
 
+# --------------------------------------------------------------------------- codec commands: shared parts
+DEFAULT_BANDWIDTH = 6.0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _add_run_options(p, *, quiet=True) -> None:
+    p.add_argument("--backend", default="auto",
+                   help="ops backend: auto (default: numba when it imports, else numpy), numba, numpy")
+    p.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+                   help="threads per model call (default: all cores)")
+    p.add_argument("-f", "--force", action="store_true", help="overwrite existing output files")
+    if quiet:
+        p.add_argument("-q", "--quiet", action="store_true",
+                       help="no progress bar and no summary line (warnings and errors still show)")
+
+
+def _add_encoder_options(p) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--model", metavar="NAME|PATH",
+                       help="codec: pretrained name (encodec_24khz, encodec_48khz; downloaded once and cached) "
+                            "or checkpoint (.th, .safetensors, Hugging Face folder); default encodec_24khz")
+    group.add_argument("--hq", action="store_true", help="use the 48 kHz stereo model encodec_48khz")
+    p.add_argument("-b", "--bandwidth", type=float, default=None, metavar="KBPS",
+                   help=f"target bandwidth in kbps, one of the model's (encodec_24khz: 1.5, 3, 6, 12, 24; "
+                        f"encodec_48khz: 3, 6, 12, 24); default {DEFAULT_BANDWIDTH:g}")
+    p.add_argument("-l", "--lm", action="store_true",
+                   help="entropy-code the codes with the model's language model (smaller, much slower)")
+    p.add_argument("--lm-model", metavar="NAME|PATH", default=None,
+                   help="language model checkpoint for --lm (default: the one matching the codec)")
+
+
+def _add_audio_output_options(p) -> None:
+    p.add_argument("-r", "--rescale", action="store_true",
+                   help="scale the output down so its peak is 0.99 instead of clamping it (clamping warns)")
+    p.add_argument("--float", action="store_true",
+                   help="write 32-bit float samples (WAV) instead of 16-bit PCM")
+
+
+def _add_tokens_option(p) -> None:
+    p.add_argument("--tokens", metavar="OUT.npy", default=None,
+                   help="also save the codes as an int16 array [K, T] (K codebooks, T frames) for audio-LM "
+                        "pipelines; for segmented models (encodec_48khz: 1 s segments with 1%% overlap) the "
+                        "segments' frames are concatenated along T, so T is the sum over segments")
+
+
+def _check_io(args, inputs, outputs) -> None:
+    """Fail early: inputs exist, outputs are new (or -f), distinct, not an input, in existing folders."""
+    for path in inputs:
+        if not path.exists():
+            raise FileNotFoundError(2, "no such file", str(path))
+    seen = set()
+    for out in outputs:
+        key = os.path.abspath(out)
+        if key in seen:
+            raise UsageError(f"{out} is given as two outputs")
+        seen.add(key)
+        if not out.parent.is_dir():
+            raise EncodecError(f"the output folder {out.parent} does not exist; create it first")
+        if out.is_dir():
+            raise EncodecError(f"{out} is a folder; give an output file name")
+        for inp in inputs:
+            if os.path.abspath(inp) == key or (out.exists() and os.path.samefile(inp, out)):
+                raise EncodecError(f"the output {out} is the input file; choose another name "
+                                   "(inputs are never modified)")
+        if out.exists() and not args.force:
+            raise EncodecError(f"{out} already exists; use -f/--force to overwrite it")
+
+
+def _progress(args):
+    """A ``progress(stage, done, total)`` drawing tqdm bars on stderr, or None (-q, or not a terminal)."""
+    isatty = getattr(sys.stderr, "isatty", None)
+    if getattr(args, "quiet", False) or not (isatty and isatty()):
+        return None
+    from tqdm import tqdm
+
+    bars: dict = {}
+
+    def update(stage: str, done: int, total: int) -> None:
+        if total <= 1:  # one segment: nothing to show progress over
+            return
+        bar = bars.get(stage)
+        if bar is None:
+            bar = bars[stage] = tqdm(total=total, desc=stage, unit="segment", file=sys.stderr, leave=False)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    return update
+
+
+def _say(args, message: str) -> None:
+    if not getattr(args, "quiet", False):
+        print(message)
+
+
+def _load_codec(args, spec):
+    from .checkpoint import load_model
+
+    return load_model(spec, backend=args.backend, threads=args.threads)
+
+
+def _encoder_model(args):
+    """The codec for encode/roundtrip, at the requested bandwidth."""
+    spec = args.model or ("encodec_48khz" if args.hq else "encodec_24khz")
+    model = _load_codec(args, spec)
+    choices = ", ".join(f"{b:g}" for b in model.target_bandwidths)
+    bandwidth = args.bandwidth
+    if bandwidth is None:
+        if DEFAULT_BANDWIDTH not in model.target_bandwidths:
+            raise UsageError(f"{model.name} has no {DEFAULT_BANDWIDTH:g} kbps; choose -b from {choices}")
+        bandwidth = DEFAULT_BANDWIDTH
+    elif bandwidth not in model.target_bandwidths:
+        raise UsageError(f"-b {bandwidth:g}: {model.name} supports {choices} kbps")
+    model.set_target_bandwidth(bandwidth)
+    return model
+
+
+def _read_input_audio(path, model) -> np.ndarray:
+    """Read an audio file and convert it to the model's rate and channels (``[C, T]`` float32)."""
+    from .audio import convert_audio, read_audio
+
+    wav, sample_rate = read_audio(path)
+    return convert_audio(wav, sample_rate, model.sample_rate, model.channels).astype(np.float32, copy=False)
+
+
+def _encode(args, model, wav):
+    """Encode ``wav`` and serialise it: ``(frames, .ecdc bytes, the LM or None)``."""
+    from . import ecdc
+
+    progress = _progress(args)
+    lm = ecdc.resolve_lm(args.lm_model, model.name) if args.lm else None  # before the slow part
+    frames = ecdc.encode_frames(model, wav, progress)
+    buf = io.BytesIO()
+    ecdc.write_frames(buf, model.name, model.config, frames, wav.shape[-1], use_lm=args.lm, lm=lm,
+                      progress=progress)
+    return frames, buf.getvalue(), lm
+
+
+def tokens_array(frames, bins: int) -> np.ndarray:
+    """Codes of all segments ``[K, sum of frames]``: int16 (int32 for codebooks over 32768 entries)."""
+    codes = np.concatenate([np.asarray(c)[0] for c, _ in frames], axis=-1)
+    return codes.astype(np.int16 if bins <= 1 << 15 else np.int32)
+
+
+def _write_tokens(path, frames, bins: int) -> None:
+    from .fileutil import atomic_output
+
+    with atomic_output(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, tokens_array(frames, bins))
+
+
+def _write_wav(args, path, wav, sample_rate) -> str:
+    from .audio import write_audio
+
+    subtype = "FLOAT" if args.float else "PCM_16"
+    write_audio(path, wav, sample_rate, rescale=args.rescale, subtype=subtype)
+    return subtype
+
+
+def _kbps(nbytes: int, samples: int, sample_rate: int) -> float:
+    return 8 * nbytes / 1000 / (samples / sample_rate)
+
+
+def _describe_codes(model, num_codebooks: int, frames) -> str:
+    total = sum(np.asarray(c).shape[-1] for c, _ in frames)
+    nominal = num_codebooks * model.bits_per_codebook * model.frame_rate / 1000
+    segs = f" in {len(frames)} segments" if len(frames) > 1 else ""
+    return f"{model.name}, {nominal:g} kbps: {num_codebooks} codebooks x {total} frames{segs}"
+
+
+# --------------------------------------------------------------------------- encode
+def add_encode_parser(sub, common) -> None:
+    p = sub.add_parser(
+        "encode", parents=[common], help="compress an audio file to .ecdc (Meta's format)",
+        description="Compress an audio file (WAV, FLAC, OGG, ...) into an .ecdc file that Meta's "
+                    "encodec tool also reads. The audio is converted to the model's sample rate and "
+                    "channels first (mono: mean of the channels; stereo: mono duplicated).")
+    p.add_argument("input", metavar="IN", help="audio file")
+    p.add_argument("output", metavar="OUT.ecdc", help="compressed output")
+    _add_encoder_options(p)
+    _add_tokens_option(p)
+    _add_run_options(p)
+
+
+def cmd_encode(args) -> int:
+    from .fileutil import write_bytes_atomic
+
+    inp, out = Path(args.input), Path(args.output)
+    tokens = Path(args.tokens) if args.tokens else None
+    _check_io(args, [inp], [out] + ([tokens] if tokens else []))
+    model = _encoder_model(args)
+    wav = _read_input_audio(inp, model)
+    frames, data, _ = _encode(args, model, wav)
+    write_bytes_atomic(out, data)
+    if tokens:
+        _write_tokens(tokens, frames, model.config.quantizer.bins)
+    k = np.asarray(frames[0][0]).shape[1]
+    _say(args, f"wrote {out}: {len(data):,} bytes for {wav.shape[-1] / model.sample_rate:.2f} s of audio "
+               f"({_kbps(len(data), wav.shape[-1], model.sample_rate):.2f} kbps{', LM-coded' if args.lm else ''}); "
+               f"{_describe_codes(model, k, frames)}" + (f"; codes in {tokens}" if tokens else ""))
+    return 0
+
+
+# --------------------------------------------------------------------------- decode
+def add_decode_parser(sub, common) -> None:
+    p = sub.add_parser(
+        "decode", parents=[common], help="decompress an .ecdc file to audio",
+        description="Decompress an .ecdc file (written by encodec-np or Meta's encodec) to an audio file; "
+                    "the format follows the output name (.wav, .flac, .ogg). The model is the one named in "
+                    "the file (pretrained models are downloaded once and cached) unless --model is given.")
+    p.add_argument("input", metavar="IN.ecdc", help="compressed input")
+    p.add_argument("output", metavar="OUT.wav", help="audio output (.wav, .flac, .ogg)")
+    p.add_argument("--model", metavar="NAME|PATH",
+                   help="codec checkpoint to decode with; must carry the model name recorded in the file "
+                        "(default: the pretrained model of that name)")
+    p.add_argument("--lm-model", metavar="NAME|PATH", default=None,
+                   help="language model for LM-coded files (default: the one matching the codec)")
+    _add_audio_output_options(p)
+    _add_tokens_option(p)
+    _add_run_options(p)
+
+
+def cmd_decode(args) -> int:
+    from . import ecdc
+
+    inp, out = Path(args.input), Path(args.output)
+    tokens = Path(args.tokens) if args.tokens else None
+    _check_io(args, [inp], [out] + ([tokens] if tokens else []))
+    from .audio import audio_format
+
+    audio_format(out)  # an unknown audio suffix fails before the work
+    data = inp.read_bytes()
+    meta = ecdc.read_header(data)
+    if args.model is None and meta["m"] not in _pretrained_codecs():
+        raise EncodecError(f"{inp} was compressed with the model {meta['m']!r}, which is not a pretrained "
+                           "name; pass its checkpoint with --model PATH")
+    model = ecdc.resolve_model(_load_codec(args, args.model or meta["m"]), meta["m"])
+    progress = _progress(args)
+    meta, frames = ecdc.read_frames(io.BytesIO(data), model.config, lm=args.lm_model, progress=progress)
+    wav = ecdc.decode_frames(model, frames, meta["al"], progress)
+    subtype = _write_wav(args, out, wav, model.sample_rate)
+    if tokens:
+        _write_tokens(tokens, frames, model.config.quantizer.bins)
+    _say(args, f"wrote {out}: {wav.shape[-1] / model.sample_rate:.2f} s, {model.sample_rate} Hz, "
+               f"{wav.shape[0]} channel(s), {subtype}; from {_describe_codes(model, meta['nc'], frames)}"
+               + (f"; codes in {tokens}" if tokens else ""))
+    return 0
+
+
+def _pretrained_codecs() -> tuple:
+    return ("encodec_24khz", "encodec_48khz")
+
+
+# --------------------------------------------------------------------------- roundtrip
+def add_roundtrip_parser(sub, common) -> None:
+    p = sub.add_parser(
+        "roundtrip", parents=[common], help="encode and decode an audio file (hear the codec)",
+        description="Compress an audio file to .ecdc bytes in memory and decompress them again, writing "
+                    "the decoded audio: exactly what encode followed by decode gives, without the file.")
+    p.add_argument("input", metavar="IN", help="audio file")
+    p.add_argument("output", metavar="OUT.wav", help="decoded audio output (.wav, .flac, .ogg)")
+    _add_encoder_options(p)
+    _add_audio_output_options(p)
+    _add_tokens_option(p)
+    _add_run_options(p)
+
+
+def cmd_roundtrip(args) -> int:
+    from . import ecdc
+    from .audio import audio_format
+
+    inp, out = Path(args.input), Path(args.output)
+    tokens = Path(args.tokens) if args.tokens else None
+    _check_io(args, [inp], [out] + ([tokens] if tokens else []))
+    audio_format(out)
+    model = _encoder_model(args)
+    wav = _read_input_audio(inp, model)
+    frames, data, lm = _encode(args, model, wav)
+    meta, decoded_frames = ecdc.read_frames(io.BytesIO(data), model.config, lm=lm)
+    y = ecdc.decode_frames(model, decoded_frames, meta["al"], _progress(args))
+    subtype = _write_wav(args, out, y, model.sample_rate)
+    if tokens:
+        _write_tokens(tokens, frames, model.config.quantizer.bins)
+    _say(args, f"wrote {out}: {y.shape[-1] / model.sample_rate:.2f} s, {model.sample_rate} Hz, {y.shape[0]} "
+               f"channel(s), {subtype}; via {len(data):,} bytes of .ecdc "
+               f"({_kbps(len(data), wav.shape[-1], model.sample_rate):.2f} kbps); "
+               f"{_describe_codes(model, meta['nc'], frames)}")
+    return 0
+
+
+# --------------------------------------------------------------------------- info
+def add_info_parser(sub, common) -> None:
+    p = sub.add_parser(
+        "info", parents=[common], help="describe an .ecdc file, a checkpoint or an audio file",
+        description="For an .ecdc file: its header, sizes and per-codebook code statistics (read without "
+                    "running the model). For a checkpoint (.th, .safetensors, Hugging Face folder): its "
+                    "configuration. For an audio file: rate, channels, length.")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--model", metavar="PATH",
+                   help="checkpoint giving the layout of an .ecdc file from a model that is not pretrained")
+
+
+def cmd_info(args) -> int:
+    path = Path(args.file)
+    if not path.exists():
+        raise FileNotFoundError(2, "no such file", str(path))
+    if path.is_dir() or path.suffix.lower() in (".th", ".safetensors", ".pt", ".pth"):
+        return _info_checkpoint(path)
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    from .ecdc import MAGIC
+
+    if magic == MAGIC:
+        return _info_ecdc(args, path)
+    return _info_audio(path)
+
+
+def _info_ecdc(args, path) -> int:
+    from . import ecdc
+    from .config import PRESETS
+
+    data = path.read_bytes()
+    fo = io.BytesIO(data)
+    meta = ecdc.read_header(fo)
+    header_size = fo.tell()
+    if args.model:
+        from .checkpoint import read_checkpoint
+
+        config, _ = read_checkpoint(args.model)
+    elif meta["m"] in PRESETS:
+        config = PRESETS[meta["m"]]()
+    else:
+        config = None
+    rows = [("file", f"{path} ({len(data):,} bytes: header {header_size}, payload {len(data) - header_size:,})"),
+            ("format", f".ecdc version {ecdc.VERSION}, header {json.dumps(meta)}")]
+    if config is None:
+        rows.append(("model", f"{meta['m']} (unknown: pass --model PATH to read the codes)"))
+        _print_rows(rows)
+        return 0
+    if config.name != meta["m"]:
+        raise EncodecError(f"{path} was written by {meta['m']!r}, but --model is {config.name!r}")
+    seconds = meta["al"] / config.sample_rate
+    nominal = meta["nc"] * config.quantizer.bits_per_codebook * config.frame_rate / 1000
+    rows += [("model", f"{config.name}: {config.sample_rate} Hz, {config.channels} channel(s), "
+                       f"{config.frame_rate} frames/s, {config.quantizer.bins} codes per codebook"),
+             ("audio", f"{meta['al']:,} samples = {seconds:.3f} s"),
+             ("codebooks", f"{meta['nc']} of {config.quantizer.n_q} ({nominal:g} kbps nominal)"),
+             ("bitrate", f"{_kbps(len(data), meta['al'], config.sample_rate):.3f} kbps for the whole file"),
+             ("entropy coded", "yes (language model)" if meta["lm"] else "no (codes packed "
+                               f"{config.quantizer.bits_per_codebook} bits each)")]
+    layout = list(ecdc.segments(config, meta["al"]))
+    rows.append(("segments", f"{len(layout)}, frames per segment: "
+                 + _summarise([f for _, _, f in layout])
+                 + (", each with a float32 scale" if config.normalize else "")))
+    if meta["lm"]:
+        rows.append(("codes", "LM-coded: decode the file (encodec-np decode --tokens) to see them"))
+        _print_rows(rows)
+        return 0
+    meta, frames = ecdc.read_frames(fo, config, header=meta)
+    trailing = len(data) - fo.tell()
+    if trailing:
+        rows.append(("trailing", f"{trailing:,} bytes after the last segment (ignored)"))
+    if config.normalize:
+        scales = np.array([float(s.reshape(-1)[0]) for _, s in frames])
+        rows.append(("scales", f"min {scales.min():.4g}, max {scales.max():.4g}"))
+    _print_rows(rows)
+    codes = np.concatenate([c[0] for c, _ in frames], axis=-1)
+    print(f"\n{'codebook':>8} {'distinct':>8} {'min':>5} {'max':>5} {'most common':>14} {'entropy bits':>12}")
+    for k, row in enumerate(codes):
+        values, counts = np.unique(row, return_counts=True)
+        p = counts / counts.sum()
+        top = int(np.argmax(counts))
+        entropy = float(-(p * np.log2(p)).sum())
+        print(f"{k:>8} {len(values):>8} {row.min():>5} {row.max():>5} "
+              f"{f'{values[top]} ({100 * p[top]:.0f}%)':>14} {entropy:>12.2f}")
+    return 0
+
+
+def _summarise(values) -> str:
+    if len(set(values)) == 1:
+        return str(values[0])
+    if len(values) <= 4:
+        return ", ".join(map(str, values))
+    return f"{values[0]}, {values[1]}, ..., {values[-1]}"
+
+
+def _print_rows(rows) -> None:
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+
+
+def _info_checkpoint(path) -> int:
+    from .checkpoint import read_checkpoint
+
+    config, params = read_checkpoint(path)
+    kind = ("Hugging Face folder" if path.is_dir() else
+            "safetensors" if path.suffix.lower() == ".safetensors" else "PyTorch (Meta .th)")
+    count = sum(int(np.prod(v.shape)) for v in params.values())
+    dtypes = sorted({np.asarray(v).dtype.name for v in params.values()})
+    s, q = config.seanet, config.quantizer
+    rows = [("file", f"{path} ({kind})"),
+            ("model", config.name),
+            ("audio", f"{config.sample_rate} Hz, {config.channels} channel(s)"),
+            ("frames", f"{config.frame_rate} per second (hop {s.hop_length} samples, ratios {list(s.ratios)})"),
+            ("bandwidths", ", ".join(f"{b:g}" for b in config.target_bandwidths) + " kbps"),
+            ("quantizer", f"{q.n_q} codebooks x {q.bins} codes ({q.bits_per_codebook} bits), dimension {q.dimension}"),
+            ("seanet", f"n_filters {s.n_filters}, dimension {s.dimension}, {s.lstm} LSTM layer(s), "
+                       f"{'causal' if s.causal else 'non-causal'}, norm {s.norm}, pad {s.pad_mode}"),
+            ("segments", "none" if config.segment is None else
+             f"{config.segment:g} s with {config.overlap:g} overlap"
+             + (", RMS-normalized" if config.normalize else "")),
+            ("parameters", f"{count:,} in {len(params)} tensors ({', '.join(dtypes)}; weight norm folded)")]
+    _print_rows(rows)
+    return 0
+
+
+def _info_audio(path) -> int:
+    import soundfile as sf
+
+    try:
+        info = sf.info(str(path))
+    except (RuntimeError, sf.SoundFileError, ValueError) as exc:
+        raise EncodecError(f"{path} is not an .ecdc file, a checkpoint or a readable audio file ({exc})") from exc
+    _print_rows([("file", f"{path} (audio: {info.format}, {info.subtype})"),
+                 ("audio", f"{info.samplerate} Hz, {info.channels} channel(s), {info.frames:,} samples = "
+                           f"{info.frames / info.samplerate:.3f} s")])
+    return 0
+
+
+# --------------------------------------------------------------------------- convert
+def add_convert_parser(sub, common) -> None:
+    from .config import PRESETS
+
+    p = sub.add_parser(
+        "convert", parents=[common], help="convert a checkpoint to encodec-np's .safetensors",
+        description="Read a Meta .th checkpoint, a Hugging Face folder or a pretrained name and write it as "
+                    "one .safetensors file (weight norm folded, configuration in the metadata), loadable "
+                    "without torch by encodec_np.load_model and --model.")
+    p.add_argument("checkpoint", metavar="CKPT", help=".th file, Hugging Face folder, .safetensors, or pretrained name")
+    p.add_argument("output", metavar="OUT.safetensors")
+    p.add_argument("--config", choices=sorted(PRESETS),
+                   help="model structure, for checkpoints whose structure is not recognised")
+    p.add_argument("-f", "--force", action="store_true", help="overwrite an existing output file")
+    p.add_argument("-q", "--quiet", action="store_true", help="no summary line")
+
+
+def cmd_convert(args) -> int:
+    from .checkpoint import load_model, save_model
+    from .config import PRESETS
+
+    out = Path(args.output)
+    if out.suffix != ".safetensors":
+        raise UsageError(f"the output name must end in .safetensors, got {out.name!r}")
+    src = Path(args.checkpoint)
+    is_name = args.checkpoint in PRESETS and not src.exists()
+    _check_io(args, [] if is_name else [src], [out])
+    config = PRESETS[args.config]() if args.config else None
+    model = load_model(args.checkpoint, backend="numpy", config=config)
+    save_model(model, out)  # writes a temporary file and renames it
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(out, 0o666 & ~umask)  # safetensors creates private (0600) files; give the usual permissions
+    count = sum(int(v.size) for v in model.params.values())
+    _say(args, f"wrote {out}: {model.name}, {count:,} parameters, {out.stat().st_size:,} bytes")
+    return 0
+
+
 # --------------------------------------------------------------------------- dispatch
 # name → (function adding the subparser, function running it)
 COMMANDS: dict[str, tuple[Callable, Callable]] = {
+    "encode": (add_encode_parser, cmd_encode),
+    "decode": (add_decode_parser, cmd_decode),
+    "roundtrip": (add_roundtrip_parser, cmd_roundtrip),
+    "info": (add_info_parser, cmd_info),
+    "convert": (add_convert_parser, cmd_convert),
     "golden": (add_golden_parser, cmd_golden),
 }
 
@@ -141,6 +640,10 @@ def _format_error(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def main(argv=None) -> int:
     """Run the command line; returns the exit code (0 ok, 1 failure, 2 usage error)."""
     parser = build_parser()
@@ -154,7 +657,18 @@ def main(argv=None) -> int:
         return 2
     _, run = COMMANDS[args.command]
     try:
-        return int(run(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return int(run(args) or 0)
+    except UsageError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # e.g. `encodec-np info x.ecdc | head`: stop quietly, as the Python docs advise
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     except (EncodecError, OSError) as exc:
         if args.debug:
             traceback.print_exc()

@@ -1,0 +1,190 @@
+"""Audio files and conversion, without torch.
+
+* :func:`read_audio` — any file libsndfile reads (WAV, FLAC, OGG/Vorbis, ...)
+  as float32 ``[C, T]``.
+* :func:`write_audio` — as Meta's ``save_audio``: peaks above 0.99 are clamped
+  (with a warning) or, with ``rescale=True``, the whole signal is scaled down so
+  the peak is 0.99; written to a temporary file and renamed (atomic).
+* :func:`convert_audio` — as Meta's ``convert_audio``: channels first (mono =
+  mean over channels, stereo = the mono channel duplicated), then resampling.
+  Meta resamples with ``torchaudio.transforms.Resample`` (windowed sinc); we
+  use :func:`scipy.signal.resample_poly` (polyphase, Kaiser window) with the
+  reduced ratio, so resampled samples differ slightly from Meta's; lengths are
+  the same, ``ceil(T * target_sr / sr)``.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .errors import EncodecError
+from .fileutil import atomic_output
+
+#: Peak amplitude written files are limited to (Meta's ``save_audio``).
+LIMIT = 0.99
+
+_SUBTYPES = {"pcm_16": "PCM_16", "pcm16": "PCM_16", "float": "FLOAT", "float32": "FLOAT",
+             "pcm_24": "PCM_24", "pcm_32": "PCM_32", "double": "DOUBLE"}
+
+
+def _check_waveform(wav, what: str = "audio", ndims=(2,)) -> np.ndarray:
+    if not isinstance(wav, np.ndarray):
+        raise EncodecError(f"{what} must be a NumPy array, got {type(wav).__name__}")
+    if wav.ndim not in ndims:
+        shapes = " or ".join({1: "[T]", 2: "[C, T]", 3: "[B, C, T]"}[n] for n in ndims)
+        raise EncodecError(f"{what} must have shape {shapes}, got {wav.ndim} dims {wav.shape}")
+    if not np.issubdtype(wav.dtype, np.floating):
+        raise EncodecError(f"{what} must be floating point in [-1, 1], got dtype {wav.dtype}; "
+                           "convert 16-bit PCM with x.astype(np.float32) / 32768")
+    if wav.size == 0:
+        raise EncodecError(f"{what} is empty (shape {wav.shape}); pass at least one sample")
+    if not np.isfinite(wav).all():
+        raise EncodecError(f"{what} contains NaN or Inf; clean it (e.g. np.nan_to_num) first")
+    return wav
+
+
+def _check_rate(rate, what: str) -> int:
+    if isinstance(rate, (bool, np.bool_)) or not isinstance(rate, (int, np.integer)) or rate < 1:
+        raise EncodecError(f"{what} must be a positive integer (Hz), got {rate!r}")
+    return int(rate)
+
+
+def read_audio(path) -> tuple[np.ndarray, int]:
+    """Read an audio file as ``(wav [C, T] float32, sample_rate)``.
+
+    Any format libsndfile reads (WAV, FLAC, OGG/Vorbis, AIFF, and MP3 with
+    libsndfile >= 1.1). Integer PCM is scaled to [-1, 1).
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist.
+    EncodecError
+        Not a readable audio file, no samples, or NaN/Inf samples.
+    """
+    import soundfile as sf
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(2, "no such file", str(path))
+    if path.is_dir():
+        raise EncodecError(f"{path} is a folder, not an audio file")
+    try:
+        data, sample_rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (RuntimeError, sf.SoundFileError, ValueError, TypeError) as exc:
+        raise EncodecError(f"{path}: unreadable audio file ({exc}); "
+                           "formats read: WAV, FLAC, OGG and the others libsndfile supports") from exc
+    if data.shape[0] == 0:
+        raise EncodecError(f"{path} holds no samples")
+    if not np.isfinite(data).all():
+        raise EncodecError(f"{path} contains NaN or Inf samples; clean the file first")
+    return np.ascontiguousarray(data.T), int(sample_rate)
+
+
+def audio_format(path) -> str:
+    """The libsndfile format (``"WAV"``, ``"FLAC"``, ``"OGG"``, ...) for an output file name."""
+    import soundfile as sf
+
+    path = Path(path)
+    ext = path.suffix.lstrip(".").upper()
+    ext = {"OGA": "OGG", "AIF": "AIFF"}.get(ext, ext)
+    if ext not in sf.available_formats():
+        raise EncodecError(f"cannot tell the audio format from the name {path.name!r}; "
+                           "end it in .wav, .flac or .ogg")
+    return ext
+
+
+def write_audio(path, wav, sample_rate: int, *, rescale: bool = False, subtype: str = "PCM_16") -> Path:
+    """Write ``wav [C, T]`` (or ``[T]``) to ``path``; the format follows the file name's suffix.
+
+    As Meta's ``save_audio``: samples beyond ±0.99 are clamped, with a
+    :class:`UserWarning`, unless ``rescale`` is true, in which case the whole
+    signal is multiplied by ``0.99 / peak`` (quiet audio is never amplified).
+    This applies to float output too.
+
+    Parameters
+    ----------
+    subtype : str
+        ``"PCM_16"`` (default, as Meta) or ``"FLOAT"`` (32-bit float WAV), or
+        any libsndfile subtype the format supports. Formats without PCM_16
+        (OGG/Vorbis) get their default subtype.
+
+    The file is written under a temporary name in the same folder and renamed
+    when complete: an interrupted call never leaves a partial file at ``path``.
+    """
+    import soundfile as sf
+
+    path = Path(path)
+    wav = np.asarray(wav) if not isinstance(wav, np.ndarray) else wav
+    wav = _check_waveform(wav, "audio to write", ndims=(1, 2))
+    if wav.ndim == 1:
+        wav = wav[None]
+    sample_rate = _check_rate(sample_rate, "sample_rate")
+    fmt = audio_format(path)
+    requested = _SUBTYPES.get(str(subtype).lower(), str(subtype).upper())
+    if not sf.check_format(fmt, requested):
+        if requested != "PCM_16":
+            raise EncodecError(f"{fmt} files cannot hold {requested} samples; use a .wav name")
+        requested = sf.default_subtype(fmt)
+
+    peak = float(np.abs(wav).max())
+    if rescale:
+        if peak > LIMIT:
+            wav = wav * (LIMIT / peak)
+    elif peak > LIMIT:
+        warnings.warn(f"clipping: the audio peaks at {peak:.3g}, above the limit {LIMIT}; it was clamped. "
+                      "Use rescale=True (-r/--rescale on the command line) to scale it down instead.",
+                      UserWarning, stacklevel=2)
+        wav = np.clip(wav, -LIMIT, LIMIT)
+    frames = np.ascontiguousarray(wav.T, dtype=np.float64 if requested == "DOUBLE" else np.float32)
+    with atomic_output(path) as tmp:
+        try:
+            sf.write(str(tmp), frames, sample_rate, subtype=requested, format=fmt)
+        except (RuntimeError, sf.SoundFileError, ValueError, TypeError) as exc:
+            raise EncodecError(f"cannot write {path} as {fmt}/{requested} with {wav.shape[0]} channel(s) "
+                               f"at {sample_rate} Hz ({exc})") from exc
+    return path
+
+
+def convert_audio(wav, sr: int, target_sr: int, target_channels: int) -> np.ndarray:
+    """Convert ``wav [C, T]`` or ``[B, C, T]`` to ``target_channels`` and ``target_sr``.
+
+    As Meta's ``convert_audio``: to mono, the mean over channels; from mono to
+    several channels, the mono channel repeated; other channel counts cannot be
+    converted (:class:`EncodecError`). Then, if the rates differ, resampling
+    with :func:`scipy.signal.resample_poly` by ``target_sr / sr`` reduced to
+    lowest terms (44100 → 48000 is up 160, down 147); the output has
+    ``ceil(T * target_sr / sr)`` samples. Returns the input's float dtype.
+    """
+    if not isinstance(wav, np.ndarray):
+        wav = np.asarray(wav)
+    wav = _check_waveform(wav, "audio", ndims=(2, 3))
+    sr = _check_rate(sr, "sample rate")
+    target_sr = _check_rate(target_sr, "target sample rate")
+    if isinstance(target_channels, bool) or not isinstance(target_channels, (int, np.integer)) \
+            or target_channels < 1:
+        raise EncodecError(f"target_channels must be a positive integer, got {target_channels!r}")
+    channels = wav.shape[-2]
+    if channels != target_channels:
+        if target_channels == 1:
+            wav = wav.mean(axis=-2, keepdims=True, dtype=wav.dtype)
+        elif channels == 1:
+            wav = np.repeat(wav, target_channels, axis=-2)
+        else:
+            raise EncodecError(f"cannot convert {channels}-channel audio to {target_channels} channels: "
+                               "only mixing down to mono and duplicating mono are defined; "
+                               "select or mix the channels yourself first")
+    if sr != target_sr:
+        from scipy.signal import resample_poly
+
+        g = math.gcd(sr, target_sr)
+        up, down = target_sr // g, sr // g
+        if max(up, down) > 1_000_000:
+            raise EncodecError(f"cannot resample {sr} Hz to {target_sr} Hz: the ratio {up}/{down} "
+                               "is too complex; resample to a common rate first")
+        out = resample_poly(wav, up, down, axis=-1)
+        wav = out.astype(wav.dtype, copy=False)
+    return np.ascontiguousarray(wav)

@@ -1,0 +1,479 @@
+"""The .ecdc format (encodec_np.ecdc): byte layout, round trips, #35 frame counts, robustness, Meta oracle."""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib
+import io
+import json
+import math
+import struct
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import requires_torch
+from encodec_np import ecdc
+from encodec_np.config import encodec_24khz, encodec_48khz
+from encodec_np.errors import EncodecError
+from encodec_np.synthetic import random_model, test_signal
+
+
+def tiny(preset, name=None):
+    """The preset's structure (hop 320, segments, normalisation, 1024 bins) with tiny widths."""
+    cfg = preset()
+    return cfg.replace(name=name or cfg.name, seanet=dataclasses.replace(cfg.seanet, n_filters=4, dimension=16),
+                       quantizer=dataclasses.replace(cfg.quantizer, dimension=16))
+
+
+@pytest.fixture(scope="module")
+def model24():
+    model = random_model(tiny(encodec_24khz), 1, backend="numpy")
+    model.set_target_bandwidth(6.0)
+    return model
+
+
+@pytest.fixture(scope="module")
+def model48():
+    model = random_model(tiny(encodec_48khz), 2, backend="numpy")
+    model.set_target_bandwidth(6.0)
+    return model
+
+
+def reference_pack(values, bits) -> bytes:
+    """Bit-by-bit packer written from the format description (LSB first, zero padded)."""
+    acc, nbits, out = 0, 0, bytearray()
+    for v in values:
+        acc |= int(v) << nbits
+        nbits += bits
+        while nbits >= 8:
+            out.append(acc & 0xFF)
+            acc >>= 8
+            nbits -= 8
+    if nbits:
+        out.append(acc)
+    return bytes(out)
+
+
+# --------------------------------------------------------------------------- byte layout
+def test_header_bytes_by_hand():
+    js = b'{"m": "encodec_24khz", "al": 24000, "nc": 8, "lm": false}'
+    assert ecdc.header_bytes("encodec_24khz", 24000, 8, False) == b"ECDC\x00\x00\x00\x00\x39" + js
+    h = ecdc.header_bytes("encodec_48khz", 1, 16, True)
+    assert h[:9] == b"ECDC\x00" + struct.pack(">I", len(h) - 9)
+    assert h[9:] == b'{"m": "encodec_48khz", "al": 1, "nc": 16, "lm": true}'
+    assert ecdc.read_header(h) == {"m": "encodec_48khz", "al": 1, "nc": 16, "lm": True}
+    assert list(ecdc.read_header(h)) == ["m", "al", "nc", "lm"]
+
+
+@pytest.mark.parametrize("codes, bits, packed", [
+    ([[1], [2]], 10, b"\x01\x08\x00"),              # 1 at bit 0, 2 at bit 10 (= byte 1, bit 3)
+    ([[1023]], 10, b"\xff\x03"),
+    ([[1, 3], [2, 4]], 10, b"\x01\x08\x30\x00\x01"),  # time-major: 1, 2, 3, 4 at bits 0, 10, 20, 30
+    ([[1, 2, 3]], 4, b"\x21\x03"),
+    ([[1, 0, 1, 1, 0, 0, 0, 0, 1]], 1, b"\x0d\x01"),
+    ([[5, 6]], 3, b"\x35"),                          # 101 + 110 << 3 = 0b110101
+    (np.zeros((2, 0), np.int64), 10, b""),
+])
+def test_pack_by_hand(codes, bits, packed):
+    codes = np.asarray(codes, dtype=np.int64)
+    assert ecdc.pack_codes(codes, bits) == packed
+    assert ecdc.packed_size(codes.size, bits) == len(packed)
+    assert np.array_equal(ecdc.unpack_codes(packed, bits, *codes.shape), codes)
+
+
+@given(bits=st.integers(1, 16), k=st.integers(1, 9), t=st.integers(0, 70), seed=st.integers(0, 2**32 - 1))
+def test_pack_matches_reference_and_round_trips(bits, k, t, seed):
+    codes = np.random.default_rng(seed).integers(0, 1 << bits, (k, t))
+    packed = ecdc.pack_codes(codes, bits)
+    assert packed == reference_pack(codes.T.reshape(-1), bits)
+    assert np.array_equal(ecdc.unpack_codes(packed + b"\xff" * 3, bits, k, t), codes)  # trailing bytes ignored
+
+
+def test_pack_large_crosses_chunks():
+    codes = np.random.default_rng(0).integers(0, 1024, (32, 5000))  # 160000 codes > one packing step
+    packed = ecdc.pack_codes(codes, 10)
+    assert len(packed) == 200000
+    assert np.array_equal(ecdc.unpack_codes(packed, 10, 32, 5000), codes)
+    assert packed[:1000] == reference_pack(codes.T.reshape(-1)[:800], 10)
+
+
+def test_pack_rejects_bad_codes():
+    with pytest.raises(EncodecError, match=r"\[0, 1024\)"):
+        ecdc.pack_codes(np.array([[1024]]), 10)
+    with pytest.raises(EncodecError, match=r"\[0, 1024\)"):
+        ecdc.pack_codes(np.array([[-1]]), 10)
+    with pytest.raises(EncodecError, match="integers"):
+        ecdc.pack_codes(np.array([[1.0]]), 10)
+    with pytest.raises(EncodecError, match="truncated"):
+        ecdc.unpack_codes(b"\x00", 10, 1, 1)
+
+
+# --------------------------------------------------------------------------- frame counts (Meta #35)
+def test_frames_per_segment_issue_35():
+    cfg = encodec_24khz()
+    # Meta 0.1.1's reader: ceil(53760 / 24000 * 75) = 169, one more frame than the encoder makes
+    assert math.ceil(53760 / cfg.sample_rate * cfg.frame_rate) == 169
+    assert list(ecdc.segments(cfg, 53760)) == [(0, 53760, 168)]
+    assert list(ecdc.segments(cfg, 1)) == [(0, 1, 1)]
+    assert list(ecdc.segments(cfg, 321)) == [(0, 321, 2)]
+    assert list(ecdc.segments(encodec_48khz(), 53760)) == [(0, 48000, 150), (47520, 6240, 20)]
+    assert ecdc.num_segments(encodec_48khz(), 53760) == 2
+
+
+# --------------------------------------------------------------------------- round trips
+@pytest.mark.parametrize("which", ["24", "48"])
+@pytest.mark.parametrize("length", [1, 320, 321, 53760])
+def test_compress_decompress_equals_model_decode(which, length, model24, model48):
+    model = model24 if which == "24" else model48
+    x = test_signal("noise", model.channels, length, seed=length, sample_rate=model.sample_rate)
+    frames = model.encode(x[None])
+    want = model.decode(frames)[0, :, :length]
+
+    data = ecdc.compress(model, x)
+    header = ecdc.read_header(data)
+    assert header == {"m": model.name, "al": length, "nc": 8 if which == "24" else 4, "lm": False}
+    layout = list(ecdc.segments(model.config, length))
+    scale_bytes = 4 if model.normalize else 0
+    assert len(data) == len(ecdc.header_bytes(model.name, length, header["nc"], False)) + sum(
+        scale_bytes + ecdc.packed_size(header["nc"] * f, 10) for _, _, f in layout)
+
+    _, read = ecdc.read_frames(data, model.config)
+    assert len(read) == len(frames) == len(layout)
+    for (codes, scale), (ref_codes, ref_scale), (_, _, n) in zip(read, frames, layout):
+        assert codes.shape == (1, header["nc"], n)
+        assert np.array_equal(codes, ref_codes)
+        if model.normalize:
+            assert scale.dtype == np.float32 and scale[0, 0] == np.float32(ref_scale[0, 0])
+        else:
+            assert scale is None and ref_scale is None
+
+    wav, sr = ecdc.decompress(data, model=model)
+    assert sr == model.sample_rate and wav.dtype == np.float32 and wav.shape == (model.channels, length)
+    assert np.array_equal(wav, want)
+
+
+def test_progress_path_gives_the_same_bytes_and_audio(model48):
+    x = test_signal("chirp", 2, 60000, seed=3, sample_rate=48000)
+    calls = []
+    data = ecdc.compress(model48, x, progress=lambda *a: calls.append(a))
+    assert data == ecdc.compress(model48, x)
+    assert ("encoding", 2, 2) in calls and ("packing", 2, 2) in calls
+    calls.clear()
+    wav, _ = ecdc.decompress(data, model=model48, progress=lambda *a: calls.append(a))
+    assert np.array_equal(wav, ecdc.decompress(data, model=model48)[0])
+    assert ("reading", 2, 2) in calls and ("decoding", 2, 2) in calls
+
+
+def test_file_object_api(tmp_path, model24):
+    x = test_signal("chirp", 1, 5000, seed=1, sample_rate=24000)
+    path = tmp_path / "a.ecdc"
+    with open(path, "wb") as f:
+        ecdc.compress_to_file(model24, x, f)
+    data = path.read_bytes()
+    assert data == ecdc.compress(model24, x)
+    assert ecdc.read_header(path) == ecdc.read_header(data) == ecdc.read_header(io.BytesIO(data))
+    with open(path, "rb") as f:
+        wav, sr = ecdc.decompress_from_file(f, model=model24)
+    assert np.array_equal(wav, ecdc.decompress(data, model=model24)[0]) and sr == 24000
+
+
+def test_bandwidth_sets_codebooks(model24):
+    x = test_signal("noise", 1, 3000, seed=0, sample_rate=24000)
+    sizes = {}
+    for bw in model24.target_bandwidths:
+        model24.set_target_bandwidth(bw)
+        data = ecdc.compress(model24, x)
+        nc = ecdc.read_header(data)["nc"]
+        sizes[bw] = (nc, len(data) - len(ecdc.header_bytes(model24.name, 3000, nc, False)))
+    model24.set_target_bandwidth(6.0)
+    assert [k for k, _ in sizes.values()] == [2, 4, 8, 16, 32]
+    assert [size for _, size in sizes.values()] == [ecdc.packed_size(k * 10, 10) for k in (2, 4, 8, 16, 32)]
+
+
+def test_write_frames_checks_its_input(model48):
+    cfg = model48.config
+    codes = np.zeros((1, 4, 149), np.int64)  # 47520 samples: one segment of ceil(47520 / 320) = 149 frames
+    with pytest.raises(EncodecError, match="segment"):
+        ecdc.write_frames(io.BytesIO(), cfg.name, cfg, [(codes, 1.0)], 53760)
+    with pytest.raises(EncodecError, match="scale"):
+        ecdc.write_frames(io.BytesIO(), cfg.name, cfg, [(codes, None)], 47520)
+    with pytest.raises(EncodecError, match="149 frames"):
+        ecdc.write_frames(io.BytesIO(), cfg.name, cfg, [(codes[:, :, :10], 1.0)], 47520)
+    with pytest.raises(EncodecError, match="lm="):
+        ecdc.write_frames(io.BytesIO(), cfg.name, cfg, [(codes, 1.0)], 47520, use_lm=True)
+    out = io.BytesIO()
+    ecdc.write_frames(out, cfg.name, cfg, [(codes[0], np.float32(0.5))], 47520)
+    assert out.getvalue()[-(4 + 745):-745] == struct.pack(">f", 0.5)
+
+
+def test_compress_input_errors(model24):
+    with pytest.raises(EncodecError, match=r"\[C, T\]"):
+        ecdc.compress(model24, np.zeros((1, 1, 10), np.float32))
+    with pytest.raises(EncodecError, match="channel"):
+        ecdc.compress(model24, np.zeros((2, 10), np.float32))
+    with pytest.raises(EncodecError, match="NaN"):
+        ecdc.compress(model24, np.full((1, 10), np.nan, np.float32))
+    with pytest.raises(EncodecError, match="empty"):
+        ecdc.compress(model24, np.zeros((1, 0), np.float32))
+
+
+# --------------------------------------------------------------------------- malformed files
+def _file(model, length=700, seed=0):
+    x = test_signal("noise", model.channels, length, seed=seed, sample_rate=model.sample_rate)
+    return ecdc.compress(model, x)
+
+
+def _with_header(meta_json: bytes, payload=b"") -> bytes:
+    return b"ECDC\x00" + struct.pack(">I", len(meta_json)) + meta_json + payload
+
+
+@pytest.mark.parametrize("data, match", [
+    (b"", "not an .ecdc"),
+    (b"EC", "truncated"),
+    (b"RIFF\x00\x00\x00\x00WAVE", "not an .ecdc"),
+    (b"ECDC\x01\x00\x00\x00\x02{}", "version 1"),
+    (b"ECDC\x00\xff\xff\xff\xff", "claims"),
+    (b"ECDC\x00\x00\x00\x00\x40{}", "truncated"),
+    (_with_header(b"{not json"), "invalid JSON"),
+    (_with_header(b"\xff\xfe"), "invalid JSON"),
+    (_with_header(b"[1, 2]"), "JSON object"),
+    (_with_header(b'{"m": "x", "al": 1, "nc": 1}'), "missing"),
+    (_with_header(b'{"m": 3, "al": 1, "nc": 1, "lm": false}'), "model name"),
+    (_with_header(b'{"m": "x", "al": 1.5, "nc": 1, "lm": false}'), "integer"),
+    (_with_header(b'{"m": "x", "al": true, "nc": 1, "lm": false}'), "integer"),
+    (_with_header(b'{"m": "x", "al": -5, "nc": 1, "lm": false}'), "outside"),
+    (_with_header(b'{"m": "x", "al": 0, "nc": 1, "lm": false}'), "outside"),
+    (_with_header(b'{"m": "x", "al": 99999999999999999999, "nc": 1, "lm": false}'), "outside"),
+    (_with_header(b'{"m": "x", "al": 1, "nc": 0, "lm": false}'), "outside"),
+    (_with_header(b'{"m": "x", "al": 1, "nc": 1, "lm": 0}'), "'lm'"),
+    (_with_header(b"[" * 30000 + b"]" * 30000), "JSON"),
+])
+def test_malformed_headers(data, match):
+    with pytest.raises(EncodecError, match=match):
+        ecdc.read_header(data)
+
+
+def test_malformed_payloads(model24, model48):
+    good = _file(model24)
+    with pytest.raises(EncodecError, match="truncated"):
+        ecdc.decompress(good[:-1], model=model24)
+    with pytest.raises(EncodecError, match="truncated"):
+        ecdc.decompress(good[:12], model=model24)
+    name = model24.name
+    with pytest.raises(EncodecError, match="codebooks"):   # nc above the model's n_q
+        ecdc.decompress(_with_header(json.dumps({"m": name, "al": 10, "nc": 33, "lm": False}).encode(), b"\0" * 99),
+                        model=model24)
+    # an absurd length with a tiny payload fails fast on the missing bytes, allocating nothing big
+    huge = _with_header(json.dumps({"m": name, "al": 2**32, "nc": 32, "lm": False}).encode(), b"\0" * 10)
+    with pytest.raises(EncodecError, match="truncated"):
+        ecdc.decompress(huge, model=model24)
+    huge48 = _with_header(json.dumps({"m": model48.name, "al": 2**32, "nc": 4, "lm": False}).encode(), b"\0" * 10)
+    with pytest.raises(EncodecError, match="scale|truncated"):
+        ecdc.decompress(huge48, model=model48)
+    good48 = bytearray(_file(model48))
+    start = len(ecdc.header_bytes(model48.name, 700, 4, False))
+    for bad in (float("nan"), -1.0, 0.0, float("inf")):
+        good48[start:start + 4] = struct.pack(">f", bad)
+        with pytest.raises(EncodecError, match="scale"):
+            ecdc.decompress(bytes(good48), model=model48)
+
+
+def test_model_resolution_errors(model24, model48):
+    data = _file(model24)
+    with pytest.raises(EncodecError, match="encodec_48khz"):
+        ecdc.decompress(data, model=model48)            # wrong model for the file
+    other = _with_header(json.dumps({"m": "my_codec", "al": 10, "nc": 1, "lm": False}).encode(), b"\0\0")
+    with pytest.raises(EncodecError, match="'my_codec'"):
+        ecdc.decompress(other)                          # unknown name: says which, no download
+    with pytest.raises(EncodecError, match="bytes"):
+        ecdc.decompress("not bytes")
+
+
+# --------------------------------------------------------------------------- fuzzing
+@pytest.fixture(scope="module")
+def fuzz_models():
+    """Custom names, so that nothing is ever downloaded while fuzzing."""
+    a = random_model(tiny(encodec_24khz, "fuzz24"), 5, backend="numpy")
+    b = random_model(tiny(encodec_48khz, "fuzz48"), 6, backend="numpy")
+    a.set_target_bandwidth(3.0)
+    b.set_target_bandwidth(3.0)
+    files = {a.name: _file(a, 900, 1), b.name: _file(b, 900, 2)}
+    return {a.name: a, b.name: b}, files
+
+
+def _decode_or_encodec_error(data, model):
+    try:
+        wav, _ = ecdc.decompress(data, model=model)
+    except EncodecError:
+        return
+    assert wav.ndim == 2 and wav.shape[0] == model.channels and np.isfinite(wav).all()
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=200), which=st.sampled_from(["fuzz24", "fuzz48"]))
+def test_fuzz_random_bytes(fuzz_models, data, which):
+    models, _ = fuzz_models
+    _decode_or_encodec_error(data, models[which])
+    _decode_or_encodec_error(b"ECDC\x00" + data, models[which])
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(which=st.sampled_from(["fuzz24", "fuzz48"]), cut=st.integers(0, 10_000),
+       edits=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=4),
+       tail=st.binary(max_size=8))
+def test_fuzz_mutated_files(fuzz_models, which, cut, edits, tail):
+    models, files = fuzz_models
+    data = bytearray(files[which])
+    for pos, value in edits:
+        data[pos % len(data)] = value
+    data = bytes(data[:cut % (len(data) + 1)]) + tail
+    _decode_or_encodec_error(data, models[which])
+    try:
+        ecdc.read_header(data)
+    except EncodecError:
+        pass
+
+
+# --------------------------------------------------------------------------- Meta's encodec as the oracle
+@functools.lru_cache(maxsize=None)
+def _official_with_our_weights(preset, seed):
+    """(our full-size random model, Meta's model carrying the same weights); built once per module."""
+    import torch
+    from oracle import import_encodec
+
+    from encodec_np.checkpoint import to_official_state
+
+    encodec = import_encodec()
+    ours = random_model(preset(), seed)
+    ctor = {"encodec_24khz": encodec.EncodecModel.encodec_model_24khz,
+            "encodec_48khz": encodec.EncodecModel.encodec_model_48khz}[ours.name]
+    theirs = ctor(pretrained=False)
+    state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in to_official_state(ours.params, ours.config).items()}
+    theirs.load_state_dict(state)
+    theirs.name = ours.name
+    theirs.eval()
+    return ours, theirs
+
+
+def _meta_compress_module(monkeypatch, official):
+    mc = importlib.import_module("encodec.compress")
+    monkeypatch.setitem(mc.MODELS, official.name, lambda: official)
+    return mc
+
+
+@requires_torch
+@pytest.mark.oracle
+@pytest.mark.parametrize("preset, bandwidth, length", [(encodec_24khz, 6.0, 36000), (encodec_48khz, 6.0, 72000)])
+def test_interchangeable_with_meta(monkeypatch, preset, bandwidth, length):
+    import torch
+
+    ours, official = _official_with_our_weights(preset, 11)
+    mc = _meta_compress_module(monkeypatch, official)
+    ours.set_target_bandwidth(bandwidth)
+    official.set_target_bandwidth(bandwidth)
+    x = test_signal("noise", ours.channels, length, seed=4, sample_rate=ours.sample_rate)
+    xt = torch.from_numpy(x)
+
+    # Meta's file: we read exactly its codes and scales, and rewrite exactly its bytes
+    theirs = mc.compress(official, xt, use_lm=False)
+    with torch.no_grad():
+        their_frames = [(c.numpy(), None if s is None else s.numpy()) for c, s in official.encode(xt[None])]
+    meta, frames = ecdc.read_frames(theirs, ours.config)
+    assert meta == {"m": ours.name, "al": length, "nc": frames[0][0].shape[1], "lm": False}
+    for (codes, scale), (ref, ref_scale) in zip(frames, their_frames, strict=True):
+        assert np.array_equal(codes, ref)
+        if ref_scale is not None:
+            assert scale[0, 0] == np.float32(ref_scale.reshape(-1)[0])
+    out = io.BytesIO()
+    ecdc.write_frames(out, ours.name, ours.config, their_frames, length)
+    assert out.getvalue() == theirs
+
+    # ... and decode it to what Meta decodes
+    their_wav = mc.decompress(theirs)[0].numpy()
+    our_wav, sr = ecdc.decompress(theirs, model=ours)
+    assert sr == ours.sample_rate and our_wav.shape == their_wav.shape == (ours.channels, length)
+    peak = np.abs(their_wav).max()
+    assert np.abs(our_wav - their_wav).max() <= 1e-4 * peak
+
+    # our file decodes with Meta's tool to what we decode
+    mine = ecdc.compress(ours, x)
+    assert mine[:9 + ecdc.HEADER.unpack(mine[:9])[2]] == theirs[:9 + ecdc.HEADER.unpack(theirs[:9])[2]]
+    _, my_frames = ecdc.read_frames(mine, ours.config)
+    if all(np.array_equal(a[0], b[0]) for a, b in zip(my_frames, frames)):  # no float32 near-tie flipped a code
+        if ours.normalize:  # the RMS scales may differ in the last bit (another summation order)
+            for (_, a), (_, b) in zip(my_frames, frames):
+                assert np.isclose(a[0, 0], b[0, 0], rtol=1e-6, atol=0)
+        else:
+            assert mine == theirs
+    their_decode = mc.decompress(mine)[0].numpy()
+    our_decode = ecdc.decompress(mine, model=ours)[0]
+    assert np.abs(their_decode - our_decode).max() <= 1e-4 * np.abs(their_decode).max()
+
+
+@requires_torch
+@pytest.mark.oracle
+def test_meta_issue_35_file_decodes_here(monkeypatch):
+    """53760 samples at 24 kHz: Meta 0.1.1 cannot read back its own file (#35); we can, exactly."""
+    import torch
+
+    ours, official = _official_with_our_weights(encodec_24khz, 11)
+    mc = _meta_compress_module(monkeypatch, official)
+    official.set_target_bandwidth(1.5)
+    x = torch.from_numpy(test_signal("chirp", 1, 53760, seed=2, sample_rate=24000))
+    theirs = mc.compress(official, x, use_lm=False)
+    with torch.no_grad():
+        (codes, _), = official.encode(x[None])
+    assert codes.shape[-1] == 168
+    with pytest.raises(EOFError):
+        mc.decompress(theirs)
+    _, frames = ecdc.read_frames(theirs, ours.config)
+    assert np.array_equal(frames[0][0], codes.numpy())
+
+
+@requires_torch
+@given(bits=st.integers(1, 16), n=st.integers(0, 300), seed=st.integers(0, 2**32 - 1))
+def test_packer_matches_meta_bitpacker(bits, n, seed):
+    from oracle import import_encodec
+
+    import_encodec()
+    binary = importlib.import_module("encodec.binary")
+    values = np.random.default_rng(seed).integers(0, 1 << bits, n)
+    buf = io.BytesIO()
+    packer = binary.BitPacker(bits, buf)
+    for v in values.tolist():
+        packer.push(v)
+    packer.flush()
+    assert ecdc.pack_codes(values[None], bits) == buf.getvalue()
+    buf.seek(0)
+    unpacker = binary.BitUnpacker(bits, buf)
+    got = [unpacker.pull() for _ in range(n)]
+    assert np.array_equal(ecdc.unpack_codes(buf.getvalue(), bits, 1, n)[0], np.array(got, dtype=np.int64))
+
+
+# --------------------------------------------------------------------------- the LM hook (encodec_np.lm)
+def _small_lm(n_q, seed=3):
+    pytest.importorskip("encodec_np.lm")
+    test_lm = pytest.importorskip("test_lm")
+    from encodec_np.lm import LMModel
+
+    return LMModel.from_state(test_lm.random_lm_state(n_q, dim=32, layers=1, hidden=64, seed=seed))
+
+
+@pytest.mark.parametrize("which", ["24", "48"])
+def test_lm_coded_round_trip(which, model24, model48):
+    """use_lm=True: header says so, each segment is LM-coded, and the codes come back exactly."""
+    model = model24 if which == "24" else model48
+    lm = _small_lm(model.config.quantizer.n_q)
+    x = test_signal("noise", model.channels, 50000, seed=0, sample_rate=model.sample_rate)
+    data = ecdc.compress(model, x, use_lm=True, lm=lm)
+    assert ecdc.read_header(data)["lm"] is True
+    _, coded = ecdc.read_frames(data, model.config, lm=lm)
+    _, plain = ecdc.read_frames(ecdc.compress(model, x), model.config)
+    assert all(np.array_equal(a[0], b[0]) and (a[1] is None or a[1] == b[1]) for a, b in zip(coded, plain))
+    wav, _ = ecdc.decompress(data, model=model, lm=lm)
+    assert np.array_equal(wav, ecdc.decompress(ecdc.compress(model, x), model=model)[0])
+    with pytest.raises(EncodecError):
+        ecdc.decompress(data[:-5], model=model, lm=lm)
