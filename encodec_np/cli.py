@@ -607,6 +607,73 @@ def cmd_convert(args) -> int:
 
 # --------------------------------------------------------------------------- dispatch
 # name → (function adding the subparser, function running it)
+# --------------------------------------------------------------------------- stream
+def add_stream_parser(sub, common) -> None:
+    p = sub.add_parser(
+        "stream", parents=[common], help="encode raw PCM from stdin to codes on stdout (or back with --decode)",
+        description="Streaming codec for pipes (causal models such as encodec_24khz): reads raw "
+                    "little-endian 16-bit PCM at the model's rate and channels (interleaved) from stdin "
+                    "and writes codes as they become final: int16, the K codes of each frame in turn. "
+                    "With --decode, reads such codes and writes 16-bit PCM. "
+                    "Example: sox in.wav -t raw -r 24000 -c 1 -e signed -b 16 - | encodec-np stream -b 6 > codes.raw")
+    p.add_argument("--decode", action="store_true", help="codes on stdin → PCM on stdout")
+    p.add_argument("--model", metavar="NAME|PATH", help="codec (default encodec_24khz)")
+    p.add_argument("-b", "--bandwidth", type=float, default=None, metavar="KBPS",
+                   help=f"target bandwidth in kbps (default {DEFAULT_BANDWIDTH:g}); --decode needs the same")
+    p.add_argument("--chunk", type=_positive_int, default=4800, metavar="SAMPLES",
+                   help="samples (or frames with --decode) read per step (default 4800)")
+    p.add_argument("--backend", default="auto", help="ops backend (auto, numba, numpy)")
+    p.add_argument("--threads", type=_positive_int, default=None, help="threads (default: all cores)")
+
+
+def cmd_stream(args) -> int:
+    from .streaming import StreamingDecoder, StreamingEncoder
+
+    args.hq = False
+    model = _encoder_model(args)
+    if model.segment_length is not None:
+        raise EncodecError(f"{model.name} uses segments with scales; stream supports causal models "
+                           "(encode whole files with `encodec-np encode` instead)")
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    k, channels = model.num_codebooks, model.channels
+    if args.decode:
+        stream, unit = StreamingDecoder(model), 2 * k
+    else:
+        stream, unit = StreamingEncoder(model), 2 * channels
+
+    def emit(out):
+        if args.decode:
+            pcm = np.clip(np.round(out[0].T * 32767), -32768, 32767).astype("<i2")  # [m, C] interleaved
+        else:
+            pcm = out[0].T.astype("<i2")  # [f, K]: the codes of each frame in turn
+        stdout.write(pcm.tobytes())
+        stdout.flush()
+
+    pending = b""
+    pushed = False
+    while True:
+        data = stdin.read(args.chunk * unit)
+        if not data:
+            break
+        data = pending + data
+        usable = len(data) - len(data) % unit
+        pending = data[usable:]
+        if not usable:
+            continue
+        values = np.frombuffer(data[:usable], dtype="<i2").reshape(-1, unit // 2)
+        if args.decode:
+            emit(stream.push(values.T[None].astype(np.int64)))
+        else:
+            emit(stream.push((values.T[None] / 32768.0).astype(np.float32)))
+        pushed = True
+    if pending:
+        raise EncodecError(f"stdin ended inside a {'frame' if args.decode else 'sample'} "
+                           f"({len(pending)} stray bytes)")
+    if pushed:
+        emit(stream.flush())
+    return 0
+
+
 COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "encode": (add_encode_parser, cmd_encode),
     "decode": (add_decode_parser, cmd_decode),
@@ -614,6 +681,7 @@ COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "info": (add_info_parser, cmd_info),
     "convert": (add_convert_parser, cmd_convert),
     "golden": (add_golden_parser, cmd_golden),
+    "stream": (add_stream_parser, cmd_stream),
 }
 
 

@@ -47,8 +47,7 @@ def linear_overlap_add(frames: List[np.ndarray], stride: int) -> np.ndarray:
     """
     dtype = frames[0].dtype
     total = stride * (len(frames) - 1) + frames[-1].shape[-1]
-    t = torch_linspace(0.0, 1.0, frames[0].shape[-1] + 2, dtype)[1:-1]
-    weight = (0.5 - np.abs(t - 0.5)).astype(dtype)
+    weight = overlap_weights(frames[0].shape[-1], dtype)
     out = np.zeros(frames[0].shape[:-1] + (total,), dtype=dtype)
     sum_weight = np.zeros(total, dtype=dtype)
     for i, frame in enumerate(frames):
@@ -56,6 +55,12 @@ def linear_overlap_add(frames: List[np.ndarray], stride: int) -> np.ndarray:
         out[..., i * stride:i * stride + n] += weight[:n] * frame
         sum_weight[i * stride:i * stride + n] += weight[:n]
     return out / sum_weight
+
+
+def overlap_weights(n: int, dtype) -> np.ndarray:
+    """The official overlap-add ramp ``0.5 - |t - 0.5|``, ``t = linspace(0, 1, n + 2)[1:-1]``: [n]."""
+    t = torch_linspace(0.0, 1.0, n + 2, dtype)[1:-1]
+    return (0.5 - np.abs(t - 0.5)).astype(dtype)
 
 
 def torch_linspace(start: float, end: float, steps: int, dtype) -> np.ndarray:

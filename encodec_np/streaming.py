@@ -28,6 +28,7 @@ import numpy as np
 
 from . import quantization as rvq
 from .errors import EncodecError
+from .model import overlap_weights
 from .seanet import ELU, LSTM, Conv, ConvTranspose, ResBlock
 
 
@@ -249,13 +250,15 @@ class _Stream:
     """Shared bookkeeping: the model, its bandwidth at construction, the closed flag."""
 
     def __init__(self, model, layers):
-        if not model.config.seanet.causal or model.config.segment is not None or model.normalize:
-            raise EncodecError(f"{model.name} is not causal (or uses segments/normalization): streaming "
-                               "is exact only for causal models such as encodec_24khz")
         self.model = model
         self.bandwidth = model.bandwidth
         self.num_codebooks = model.num_codebooks
-        self.net = _Sequence([_streaming(layer, model.params, model.ops) for layer in layers])
+        self.segmented = model.segment_length is not None
+        if not self.segmented:
+            if not model.config.seanet.causal or model.normalize:
+                raise EncodecError(f"{model.name} is not causal: without segments, streaming is exact only "
+                                   "for causal models such as encodec_24khz")
+            self.net = _Sequence([_streaming(layer, model.params, model.ops) for layer in layers])
         self.closed = False
 
     def _check_open(self):
@@ -267,15 +270,21 @@ class _Stream:
 
 
 class StreamingEncoder(_Stream):
-    """Push audio ``[B, C, n]`` (any n), get the code frames that are final ``[B, K, f]``.
+    """Push audio ``[B, C, n]`` (any n), get what is final.
 
-    The concatenation of every :meth:`push` and the :meth:`flush` output equals
-    ``model.encode(whole)[0][0]``. The bandwidth is the model's at construction.
+    Causal models (24 kHz): each push returns the final code frames ``[B, K, f]``
+    (f may be 0); their concatenation with :meth:`flush` equals
+    ``model.encode(whole)[0][0]``. Models with segments (48 kHz): each push
+    returns the list of ``(codes, scale)`` frames of the segments completed so
+    far; all of them with :meth:`flush` equal ``model.encode(whole)``. The
+    bandwidth is the model's at construction.
     """
 
     def __init__(self, model):
         super().__init__(model, model.encoder_layers)
         self.batch = None
+        self.pending = None  # segmented: audio from the next segment's start
+        self.received = self.next_offset = 0
 
     def _codes(self, emb):
         if emb is None or emb.shape[-1] == 0:
@@ -283,60 +292,128 @@ class StreamingEncoder(_Stream):
             return np.zeros((b, self.num_codebooks, 0), np.int64)
         return rvq.encode(emb, self.model.params[rvq.CODEBOOKS], self.num_codebooks, self.model.ops)
 
-    def push(self, chunk: np.ndarray) -> np.ndarray:
-        """Audio chunk ``[B, C, n]`` → codes ``[B, K, f]`` (f may be 0)."""
+    def _segments(self, final: bool) -> list:
+        """Encode every segment whose samples have all arrived (every remaining one if ``final``)."""
+        seg, stride = self.model.segment_length, self.model.segment_stride
+        frames = []
+        while self.next_offset < self.received and (final or self.next_offset + seg <= self.received):
+            start = self.next_offset - (self.received - self.pending.shape[-1])
+            frames.append(self.model._encode_frame(self.pending[..., start:start + seg]))
+            self.next_offset += stride
+        drop = self.next_offset - (self.received - self.pending.shape[-1])
+        if drop > 0:
+            self.pending = self.pending[..., drop:]
+        return frames
+
+    def push(self, chunk: np.ndarray):
+        """Audio chunk ``[B, C, n]`` → codes ``[B, K, f]`` (causal) or completed frames (segments)."""
         self._check_open()
         if not isinstance(chunk, np.ndarray) or chunk.ndim != 3:
             raise EncodecError("push expects audio of shape [B, C, n] as a NumPy array")
         if chunk.shape[-1] == 0:
-            return self._codes(None)
+            return [] if self.segmented else self._codes(None)
         if self.batch is not None and chunk.shape[0] != self.batch:
             raise EncodecError(f"batch size changed mid-stream ({self.batch} → {chunk.shape[0]})")
         chunk = self.model.check_audio(chunk)
         self.batch = chunk.shape[0]
         with self.model._threads():
+            if self.segmented:
+                self.pending = chunk if self.pending is None else np.concatenate([self.pending, chunk], axis=-1)
+                self.received += chunk.shape[-1]
+                return self._segments(final=False)
             return self._codes(self.net.push(chunk))
 
-    def flush(self) -> np.ndarray:
-        """The remaining codes, with the one-shot end padding; the stream is closed after."""
+    def flush(self):
+        """The rest, with the one-shot end handling; the stream is closed after."""
         self._check_open()
         self.closed = True
         if self.batch is None:
             raise EncodecError("nothing was pushed: a stream needs at least one sample")
         with self.model._threads():
+            if self.segmented:
+                return self._segments(final=True)
             return self._codes(self.net.flush())
 
 
 class StreamingDecoder(_Stream):
-    """Push codes ``[B, K, f]``, get the audio that is final ``[B, C, m]``.
+    """Push codes, get the audio that is final ``[B, C, m]``.
 
-    The concatenation of every :meth:`push` and :meth:`flush` output equals
-    ``model.decode([(codes, None)])`` of all the codes.
+    Causal models: push codes ``[B, K, f]``; the outputs with :meth:`flush`
+    equal ``model.decode([(all codes, None)])``. Models with segments: push
+    lists of ``(codes, scale)`` frames as :class:`StreamingEncoder` returns
+    them; audio is released up to the start of the next segment (the overlap
+    waits for it), and everything equals ``model.decode(all frames)``.
     """
 
     def __init__(self, model):
         super().__init__(model, model.decoder_layers)
         self.shape = None
+        self.acc = self.weight_sum = self.ramp = None  # segmented: overlap-add state
+        self.segments = self.released = 0
 
-    def push(self, codes: np.ndarray) -> np.ndarray:
-        """Codes ``[B, K, f]`` → audio ``[B, C, m]`` (m may be 0)."""
+    def _empty(self, b=None):
+        b = (self.shape[0] if self.shape else 0) if b is None else b
+        return np.zeros((b, self.model.channels, 0), self.model.dtype)
+
+    def push(self, codes):
+        """Codes ``[B, K, f]`` (or a list of frames for segmented models) → audio ``[B, C, m]``."""
         self._check_open()
+        if self.segmented:
+            return self._push_frames(codes)
         codes = np.asarray(codes)
         if codes.ndim == 3 and codes.shape[-1] == 0:
-            return np.zeros((codes.shape[0], self.model.channels, 0), self.model.dtype)
+            return self._empty(codes.shape[0])
         (codes, _), = self.model.check_frames([(codes, None)])
         if self.shape is not None and codes.shape[:2] != self.shape:
             raise EncodecError(f"codes shape changed mid-stream ({self.shape} → {codes.shape[:2]})")
         self.shape = codes.shape[:2]
         with self.model._threads():
             out = self.net.push(self.model.dequantize(codes))
-        return out if out is not None else np.zeros((codes.shape[0], self.model.channels, 0), self.model.dtype)
+        return out if out is not None else self._empty(codes.shape[0])
 
-    def flush(self) -> np.ndarray:
+    def _push_frames(self, frames):
+        if not isinstance(frames, (list, tuple)):
+            raise EncodecError("a segmented model's decoder takes a list of (codes, scale) frames")
+        if not frames:
+            return self._empty()
+        frames = self.model.check_frames(list(frames))
+        if self.shape is not None and frames[0][0].shape[:2] != self.shape:
+            raise EncodecError(f"codes shape changed mid-stream ({self.shape} → {frames[0][0].shape[:2]})")
+        self.shape = frames[0][0].shape[:2]
+        stride = self.model.segment_stride
+        with self.model._threads():
+            for frame in frames:
+                out = self.model._decode_frame(frame)
+                n = out.shape[-1]
+                if self.ramp is None:  # the weights come from the first segment, as official
+                    self.ramp = overlap_weights(n, out.dtype)
+                    self.acc = np.zeros(out.shape[:-1] + (0,), out.dtype)
+                    self.weight_sum = np.zeros(0, out.dtype)
+                start = self.segments * stride - self.released
+                end = start + n
+                if end > self.acc.shape[-1]:
+                    grow = end - self.acc.shape[-1]
+                    self.acc = np.concatenate([self.acc, np.zeros(self.acc.shape[:-1] + (grow,), out.dtype)], axis=-1)
+                    self.weight_sum = np.concatenate([self.weight_sum, np.zeros(grow, out.dtype)])
+                self.acc[..., start:end] += self.ramp[:n] * out
+                self.weight_sum[start:end] += self.ramp[:n]
+                self.segments += 1
+        # Samples before the next segment's start are final.
+        return self._release(self.segments * stride - self.released)
+
+    def _release(self, n):
+        n = max(0, min(n, self.acc.shape[-1]))
+        out = self.acc[..., :n] / self.weight_sum[:n]
+        self.acc, self.weight_sum = self.acc[..., n:], self.weight_sum[n:]
+        self.released += n
+        return out
+
+    def flush(self):
         """The remaining audio; the stream is closed after."""
         self._check_open()
         self.closed = True
+        if self.segmented:
+            return self._release(self.acc.shape[-1]) if self.acc is not None else self._empty()
         with self.model._threads():
             out = self.net.flush()
-        b = self.shape[0] if self.shape else 0
-        return out if out is not None else np.zeros((b, self.model.channels, 0), self.model.dtype)
+        return out if out is not None else self._empty()
