@@ -93,7 +93,8 @@ class _Conv:
         if self.layer.pad_mode == "reflect" and self.emitted * self.s < self.left:
             keep_from = 0
         if keep_from > self.base:
-            self.buf = self.buf[..., keep_from - self.base:]
+            # A copy, not a view: a view would keep the whole pushed chunk alive.
+            self.buf = self.buf[..., keep_from - self.base:].copy()
             self.base = keep_from
 
     def flush(self) -> np.ndarray:
@@ -214,7 +215,7 @@ class _ResBlock:
             return None
         n = min(self.ahead_block.shape[-1], self.ahead_skip.shape[-1])
         out = self.ahead_skip[..., :n] + self.ahead_block[..., :n]
-        self.ahead_block, self.ahead_skip = self.ahead_block[..., n:], self.ahead_skip[..., n:]
+        self.ahead_block, self.ahead_skip = self.ahead_block[..., n:].copy(), self.ahead_skip[..., n:].copy()
         return out
 
     def push(self, x):
@@ -302,7 +303,7 @@ class StreamingEncoder(_Stream):
             self.next_offset += stride
         drop = self.next_offset - (self.received - self.pending.shape[-1])
         if drop > 0:
-            self.pending = self.pending[..., drop:]
+            self.pending = self.pending[..., drop:].copy()
         return frames
 
     def push(self, chunk: np.ndarray):
