@@ -153,15 +153,31 @@ def _add_run_options(p, *, quiet=True) -> None:
                        help="no progress bar and no summary line (warnings and errors still show)")
 
 
-def _add_encoder_options(p) -> None:
+def _bandwidth_list(text: str) -> list[float]:
+    """``"6"`` or ``"1.5,6"`` → kbps values (``-b`` of tokenize, which may also be repeated)."""
+    try:
+        values = [float(part) for part in text.split(",")]
+    except ValueError:
+        values = []
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected kbps values such as 6 or 1.5,6, got {text!r}")
+    return values
+
+
+def _add_encoder_options(p, *, lm=True, several=False) -> None:
+    """``--model``/``--hq`` and ``-b``; ``--lm`` unless ``lm=False``; ``several``: ``-b`` repeatable, comma lists."""
     group = p.add_mutually_exclusive_group()
     group.add_argument("--model", metavar="NAME|PATH",
                        help="codec: pretrained name (encodec_24khz, encodec_48khz; downloaded once and cached) "
                             "or checkpoint (.th, .safetensors, Hugging Face folder); default encodec_24khz")
     group.add_argument("--hq", action="store_true", help="use the 48 kHz stereo model encodec_48khz")
-    p.add_argument("-b", "--bandwidth", type=float, default=None, metavar="KBPS",
+    p.add_argument("-b", "--bandwidth", type=_bandwidth_list if several else float, default=None, metavar="KBPS",
+                   action="extend" if several else "store",
                    help=f"target bandwidth in kbps, one of the model's (encodec_24khz: 1.5, 3, 6, 12, 24; "
-                        f"encodec_48khz: 3, 6, 12, 24); default {DEFAULT_BANDWIDTH:g}")
+                        f"encodec_48khz: 3, 6, 12, 24); default {DEFAULT_BANDWIDTH:g}"
+                        + ("; repeat it or give a comma list for several" if several else ""))
+    if not lm:
+        return
     p.add_argument("-l", "--lm", action="store_true",
                    help="entropy-code the codes with the model's language model (smaller, much slower)")
     p.add_argument("--lm-model", metavar="NAME|PATH", default=None,
@@ -240,18 +256,26 @@ def _load_codec(args, spec):
 
 def _encoder_model(args):
     """The codec for encode/roundtrip, at the requested bandwidth."""
-    spec = args.model or ("encodec_48khz" if args.hq else "encodec_24khz")
-    model = _load_codec(args, spec)
-    choices = ", ".join(f"{b:g}" for b in model.target_bandwidths)
-    bandwidth = args.bandwidth
-    if bandwidth is None:
-        if DEFAULT_BANDWIDTH not in model.target_bandwidths:
-            raise UsageError(f"{model.name} has no {DEFAULT_BANDWIDTH:g} kbps; choose -b from {choices}")
-        bandwidth = DEFAULT_BANDWIDTH
-    elif bandwidth not in model.target_bandwidths:
-        raise UsageError(f"-b {bandwidth:g}: {model.name} supports {choices} kbps")
-    model.set_target_bandwidth(bandwidth)
+    model = _load_codec(args, _model_spec(args))
+    model.set_target_bandwidth(_checked_bandwidth(model.config, args.bandwidth))
     return model
+
+
+def _model_spec(args) -> str:
+    """The ``--model`` / ``--hq`` choice as a name or path."""
+    return args.model or ("encodec_48khz" if args.hq else "encodec_24khz")
+
+
+def _checked_bandwidth(config, bandwidth) -> float:
+    """``bandwidth`` (None: the default) if ``config`` has it, else :class:`UsageError`."""
+    choices = ", ".join(f"{b:g}" for b in config.target_bandwidths)
+    if bandwidth is None:
+        if DEFAULT_BANDWIDTH not in config.target_bandwidths:
+            raise UsageError(f"{config.name} has no {DEFAULT_BANDWIDTH:g} kbps; choose -b from {choices}")
+        return DEFAULT_BANDWIDTH
+    if bandwidth not in config.target_bandwidths:
+        raise UsageError(f"-b {bandwidth:g}: {config.name} supports {choices} kbps")
+    return bandwidth
 
 
 def _read_input_audio(path, model) -> np.ndarray:
@@ -354,6 +378,9 @@ def add_decode_parser(sub, common) -> None:
                         "(default: the pretrained model of that name)")
     p.add_argument("--lm-model", metavar="NAME|PATH", default=None,
                    help="language model for LM-coded files (default: the one matching the codec)")
+    p.add_argument("--trust-lm", action="store_true",
+                   help="decode LM-coded files that carry no code checksum (written by Meta's tool); "
+                        "the codes may come back wrong without an error")
     _add_audio_output_options(p)
     _add_tokens_option(p)
     _add_run_options(p)
@@ -375,7 +402,8 @@ def cmd_decode(args) -> int:
                            "name; pass its checkpoint with --model PATH")
     model = ecdc.resolve_model(_load_codec(args, args.model or meta["m"]), meta["m"])
     progress = _progress(args)
-    meta, frames = ecdc.read_frames(io.BytesIO(data), model.config, lm=args.lm_model, progress=progress)
+    meta, frames = ecdc.read_frames(io.BytesIO(data), model.config, lm=args.lm_model, progress=progress,
+                                    trust_lm=args.trust_lm)
     wav = ecdc.decode_frames(model, frames, meta["al"], progress)
     subtype = _write_wav(args, out, wav, model.sample_rate)
     if tokens:
@@ -685,6 +713,21 @@ COMMANDS: dict[str, tuple[Callable, Callable]] = {
 }
 
 
+def _lazy(name: str) -> Callable:
+    """``encodec_np.tokenize.<name>``, imported when called (tokenize imports this module's helpers)."""
+    def call(*args):
+        from . import tokenize
+
+        return getattr(tokenize, name)(*args)
+    return call
+
+
+COMMANDS.update({
+    "tokenize": (_lazy("add_tokenize_parser"), _lazy("cmd_tokenize")),
+    "detokenize": (_lazy("add_detokenize_parser"), _lazy("cmd_detokenize")),
+})
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -748,4 +791,8 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the importable module, not this ``__main__`` copy, so that UsageError raised by
+    # modules that import encodec_np.cli (tokenize) is the class main() catches (exit 2).
+    from encodec_np.cli import main as _main
+
+    sys.exit(_main())

@@ -17,6 +17,14 @@ with zero bits. A segment's payload therefore has exactly
 ``ceil(K * T * bits / 8)`` bytes. With the language model (``"lm": true``) the
 payload is one arithmetic-coded stream per segment (:mod:`encodec_np.lm`).
 
+LM-coded files carry one more header field, ``"crc"``: the CRC-32 of all
+their codes (:func:`codes_crc32`). Arithmetic decoding with CDFs that differ
+in one integer from the encoder's silently yields wrong codes, and our LM
+cannot reproduce PyTorch's probabilities bit for bit, so the checksum turns
+"wrong audio" into an error. Meta's reader ignores unknown header fields.
+LM-coded files without it (written by Meta's tool) are refused unless the
+caller accepts unverified decoding (``trust_lm=True``).
+
 Segments follow the model: offsets ``range(0, al, stride)``, lengths
 ``min(al - offset, segment_length)``, and ``ceil(length / hop_length)`` frames
 each (``hop_length`` = 320 for Meta's models). Meta's ``encodec`` 0.1.1 reader
@@ -44,6 +52,7 @@ import math
 import os
 import struct
 import warnings
+import zlib
 from typing import BinaryIO, Callable, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
@@ -149,9 +158,24 @@ def _read_exactly(fo: BinaryIO, size: int, what: str) -> bytes:
     return b"".join(parts)
 
 
-def header_bytes(name: str, audio_length: int, num_codebooks: int, use_lm: bool) -> bytes:
-    """The 9-byte struct plus the JSON header, exactly as Meta's ``write_ecdc_header``."""
+def codes_crc32(codes_per_segment) -> int:
+    """CRC-32 of a file's codes: each segment's ``[K, T]`` as little-endian int16, time-major, in order."""
+    crc = 0
+    for codes in codes_per_segment:
+        crc = zlib.crc32(np.ascontiguousarray(np.asarray(codes).T, dtype="<i2").tobytes(), crc)
+    return crc
+
+
+def header_bytes(name: str, audio_length: int, num_codebooks: int, use_lm: bool,
+                 crc: Optional[int] = None) -> bytes:
+    """The 9-byte struct plus the JSON header, exactly as Meta's ``write_ecdc_header``.
+
+    ``crc`` (LM-coded files only, see :func:`codes_crc32`) is appended as a
+    fifth field, ``"crc"``; without it the bytes are Meta's.
+    """
     meta = {"m": name, "al": int(audio_length), "nc": int(num_codebooks), "lm": bool(use_lm)}
+    if crc is not None:
+        meta["crc"] = int(crc)
     _validate_meta(meta)
     dumped = json.dumps(meta).encode("utf-8")
     if len(dumped) > MAX_HEADER_BYTES:
@@ -177,6 +201,9 @@ def _validate_meta(meta) -> dict:
             raise EncodecError(f"corrupt .ecdc header: {what} {key!r} = {value} is outside 1..{hi}")
     if not isinstance(lm, bool):
         raise EncodecError(f"corrupt .ecdc header: 'lm' must be true or false, got {lm!r:.60}")
+    crc = meta.get("crc")
+    if crc is not None and (isinstance(crc, bool) or not isinstance(crc, int) or not 0 <= crc < 1 << 32):
+        raise EncodecError(f"corrupt .ecdc header: 'crc' must be an integer in 0..2**32-1, got {crc!r:.60}")
     return meta
 
 
@@ -319,7 +346,8 @@ def write_frames(fo: BinaryIO, name: str, config: EncodecConfig, frames: List[Fr
         if lm is None:
             raise EncodecError("use_lm=True needs the language model: pass lm= (see encodec_np.ecdc.resolve_lm)")
         encode_codes = _lm_module().encode_codes
-    fo.write(header_bytes(name, audio_length, num_codebooks, use_lm))
+    crc = codes_crc32(codes for codes, _ in checked) if use_lm else None
+    fo.write(header_bytes(name, audio_length, num_codebooks, use_lm, crc))
     for i, (codes, scale) in enumerate(checked):
         if scale is not None:
             fo.write(SCALE.pack(scale))
@@ -333,7 +361,7 @@ def write_frames(fo: BinaryIO, name: str, config: EncodecConfig, frames: List[Fr
 
 
 def read_frames(source: Source, config: EncodecConfig, *, header: Optional[dict] = None, lm=None,
-                progress: Progress = None) -> Tuple[dict, List[Frame]]:
+                progress: Progress = None, trust_lm: bool = False) -> Tuple[dict, List[Frame]]:
     """Read an ``.ecdc`` stream into ``(header, frames)`` without running the model.
 
     ``frames`` is one ``(codes [1, nc, T] int64, scale [1, 1] float32 or None)``
@@ -342,6 +370,11 @@ def read_frames(source: Source, config: EncodecConfig, *, header: Optional[dict]
     preset is enough: ``encodec_np.config.PRESETS[header["m"]]()``). Pass
     ``header`` when it was already read from the file object ``source``
     (bytes and paths are always read from their start).
+
+    LM-coded codes are checked against the header's ``"crc"``; a mismatch
+    raises :class:`EncodecError`. A file without it (Meta's tool writes
+    none) is refused before decoding unless ``trust_lm`` is true: its codes
+    could come back wrong without any sign.
     """
     fo = _as_file(source)
     if header is None or not hasattr(source, "read"):  # bytes or a path: the header is at the start
@@ -352,6 +385,12 @@ def read_frames(source: Source, config: EncodecConfig, *, header: Optional[dict]
     num_codebooks, audio_length = meta["nc"], meta["al"]
     bits = config.quantizer.bits_per_codebook
     if meta["lm"]:
+        if "crc" not in meta and not trust_lm:
+            raise EncodecError(
+                "this LM-coded .ecdc file has no code checksum, so it was written by Meta's encodec tool; "
+                "its arithmetic coding needs PyTorch's exact probabilities, which encodec-np reproduces only "
+                "to ~1e-7, so decoding could return wrong audio without any error. Re-encode it without "
+                "--lm, or accept unverified decoding (trust_lm=True, --trust-lm)")
         lm = resolve_lm(lm, meta["m"])
         decode_codes = _lm_module().decode_codes
     total = num_segments(config, audio_length)
@@ -371,6 +410,10 @@ def read_frames(source: Source, config: EncodecConfig, *, header: Optional[dict]
             codes = unpack_codes(data, bits, num_codebooks, n_frames)
         frames.append((codes[None], scale))
         _report(progress, "reading", i + 1, total)
+    if meta["lm"] and "crc" in meta and codes_crc32(codes[0] for codes, _ in frames) != meta["crc"]:
+        raise EncodecError("LM decoding gave codes whose checksum differs from the one recorded at encoding: "
+                           "the file is corrupt, or was coded with another language model or another build "
+                           "whose probabilities differ in the last bits; re-encode without --lm for exchange")
     return meta, frames
 
 
@@ -498,24 +541,27 @@ def compress(model, wav, use_lm: bool = False, lm=None, *, progress: Progress = 
     return fo.getvalue()
 
 
-def decompress_from_file(fo: BinaryIO, model=None, lm=None, *, progress: Progress = None
-                         ) -> Tuple[np.ndarray, int]:
+def decompress_from_file(fo: BinaryIO, model=None, lm=None, *, progress: Progress = None,
+                         trust_lm: bool = False) -> Tuple[np.ndarray, int]:
     """Decompress an ``.ecdc`` stream: ``(wav [C, al] float32, sample_rate)``.
 
     ``model`` must carry the name in the header; ``None`` loads Meta's
     pretrained model of that name (``encodec_24khz`` / ``encodec_48khz``).
-    LM-coded files use ``lm`` (default: the LM matching the model).
+    LM-coded files use ``lm`` (default: the LM matching the model) and are
+    checked against their code checksum; ``trust_lm`` accepts LM files
+    without one (see :func:`read_frames`).
     """
     fo = _as_file(fo)
     meta = _read_header(fo)
     model = resolve_model(model, meta["m"])
-    meta, frames = read_frames(fo, model.config, header=meta, lm=lm, progress=progress)
+    meta, frames = read_frames(fo, model.config, header=meta, lm=lm, progress=progress, trust_lm=trust_lm)
     return decode_frames(model, frames, meta["al"], progress), model.sample_rate
 
 
-def decompress(data, model=None, lm=None, *, progress: Progress = None) -> Tuple[np.ndarray, int]:
+def decompress(data, model=None, lm=None, *, progress: Progress = None,
+               trust_lm: bool = False) -> Tuple[np.ndarray, int]:
     """Decompress ``.ecdc`` bytes: ``(wav [C, al] float32, sample_rate)``; see :func:`decompress_from_file`."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise EncodecError(f"decompress takes bytes, got {type(data).__name__}; "
                            "use decompress_from_file for file objects")
-    return decompress_from_file(io.BytesIO(bytes(data)), model=model, lm=lm, progress=progress)
+    return decompress_from_file(io.BytesIO(bytes(data)), model=model, lm=lm, progress=progress, trust_lm=trust_lm)

@@ -9,20 +9,14 @@ codebooks are all zeros). ``save_th`` writes it with ``torch.save`` so our
 from __future__ import annotations
 
 import sys
-import types
+from pathlib import Path
 
 import numpy as np
 
-
-def import_encodec():
-    """Import the official package; its utils import torchaudio, which a stub satisfies."""
-    if "torchaudio" not in sys.modules:
-        stub = types.ModuleType("torchaudio")
-        stub.transforms = types.SimpleNamespace(Resample=None)
-        sys.modules["torchaudio"] = stub
-        sys.modules["torchaudio.transforms"] = stub.transforms
-    import encodec  # noqa: F401
-    return encodec
+# Meta's package is also the training framework (training/torch_model.py);
+# one import shim serves both.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
+from torch_model import import_encodec  # noqa: E402
 
 
 def official_model(name: str = "encodec_24khz", seed: int = 0):

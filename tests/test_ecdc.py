@@ -477,3 +477,46 @@ def test_lm_coded_round_trip(which, model24, model48):
     assert np.array_equal(wav, ecdc.decompress(ecdc.compress(model, x), model=model)[0])
     with pytest.raises(EncodecError):
         ecdc.decompress(data[:-5], model=model, lm=lm)
+
+
+def _strip_crc(data: bytes) -> bytes:
+    """The same LM-coded file with Meta's header (no "crc" field), as Meta's tool writes it."""
+    meta = ecdc.read_header(data)
+    old = len(ecdc.header_bytes(meta["m"], meta["al"], meta["nc"], True, meta["crc"]))
+    return ecdc.header_bytes(meta["m"], meta["al"], meta["nc"], True) + data[old:]
+
+
+def test_lm_files_carry_a_code_checksum(model24):
+    """Our LM files record the codes' CRC-32; a wrong LM is an error, never wrong audio."""
+    lm = _small_lm(model24.config.quantizer.n_q)
+    x = test_signal("noise", 1, 9000, seed=1, sample_rate=model24.sample_rate)
+    data = ecdc.compress(model24, x, use_lm=True, lm=lm)
+    meta = ecdc.read_header(data)
+    _, plain = ecdc.read_frames(ecdc.compress(model24, x), model24.config)
+    assert meta["crc"] == ecdc.codes_crc32(codes[0] for codes, _ in plain)
+    # codes that decode without a coder error but differ from the recorded ones
+    bad = ecdc.header_bytes(meta["m"], meta["al"], meta["nc"], True, meta["crc"] ^ 1) + \
+        data[len(ecdc.header_bytes(meta["m"], meta["al"], meta["nc"], True, meta["crc"])):]
+    with pytest.raises(EncodecError, match="checksum differs"):
+        ecdc.decompress(bad, model=model24, lm=lm)
+    other = _small_lm(model24.config.quantizer.n_q, seed=4)  # another LM: a coder error or a checksum error
+    with pytest.raises(EncodecError, match="checksum differs|corrupt arithmetic"):
+        ecdc.decompress(data, model=model24, lm=other)
+
+
+def test_lm_files_without_checksum_are_refused(model24):
+    """An LM file without "crc" (Meta's tool) is refused before decoding unless trusted."""
+    lm = _small_lm(model24.config.quantizer.n_q)
+    x = test_signal("noise", 1, 9000, seed=2, sample_rate=model24.sample_rate)
+    meta_style = _strip_crc(ecdc.compress(model24, x, use_lm=True, lm=lm))
+    with pytest.raises(EncodecError, match="Meta's encodec tool.*trust_lm"):
+        ecdc.decompress(meta_style, model=model24, lm=lm)
+    wav, _ = ecdc.decompress(meta_style, model=model24, lm=lm, trust_lm=True)
+    assert np.array_equal(wav, ecdc.decompress(ecdc.compress(model24, x), model=model24)[0])
+
+
+@pytest.mark.parametrize("crc", [-1, 1 << 32, "12", 1.5, True])
+def test_bad_crc_field_is_rejected(crc):
+    js = json.dumps({"m": "encodec_24khz", "al": 10, "nc": 2, "lm": True, "crc": crc}).encode()
+    with pytest.raises(EncodecError, match="crc"):
+        ecdc.read_header(ecdc.HEADER.pack(b"ECDC", 0, len(js)) + js)
