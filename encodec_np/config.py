@@ -171,5 +171,19 @@ def encodec_32khz() -> EncodecConfig:
         target_bandwidths=(2.2,))
 
 
+def encodec_np_small_24khz() -> EncodecConfig:
+    """The compact causal 24 kHz mono model trained for this project (``training/``).
+
+    Meta's architecture at a quarter of the width (16 filters, 64-dim latent),
+    16 codebooks of 1024 at 75 frames/s: 1.5, 3, 6 and 12 kbps. Its weights
+    ship inside the package; ``load_model()`` returns it.
+    """
+    return EncodecConfig(
+        name="encodec_np_small_24khz", sample_rate=24_000,
+        seanet=SEANetConfig(channels=1, dimension=64, n_filters=16, causal=True, norm="weight_norm"),
+        quantizer=RVQConfig(dimension=64, n_q=16, bins=1024),
+        target_bandwidths=(1.5, 3.0, 6.0, 12.0))
+
+
 PRESETS = {"encodec_24khz": encodec_24khz, "encodec_48khz": encodec_48khz,
            "encodec_32khz": encodec_32khz}

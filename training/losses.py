@@ -1,0 +1,40 @@
+"""Reconstruction losses of the EnCodec paper (§3.4), in torch for training.
+
+Time domain: L1. Frequency domain: over windows 2**5 .. 2**11 (hop w/4, 64
+mel bins, normalized STFT), L1 on mel magnitudes plus L2 on log-mel, as in
+audiocraft's ``MultiScaleMelSpectrogramLoss``. The mel filterbank is
+encodec_np's (torchaudio's HTK construction), so no torchaudio is needed.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from encodec_np.functional import mel_filterbank
+
+SCALES = range(5, 12)
+
+
+class MelLoss(torch.nn.Module):
+    def __init__(self, sample_rate: int = 24_000, n_mels: int = 64):
+        super().__init__()
+        self.sizes = [2 ** i for i in SCALES]
+        for n in self.sizes:
+            self.register_buffer(f"fb{n}", torch.from_numpy(mel_filterbank(sample_rate, n, n_mels).astype(np.float32)))
+            self.register_buffer(f"win{n}", torch.hann_window(n))
+
+    def mel(self, x: torch.Tensor, n: int) -> torch.Tensor:
+        """``x [B, T]`` → ``[B, frames, n_mels]``."""
+        win = getattr(self, f"win{n}")
+        spec = torch.stft(x, n, hop_length=n // 4, window=win, center=True, pad_mode="reflect",
+                          normalized=True, return_complex=True).abs()
+        return spec.transpose(1, 2) @ getattr(self, f"fb{n}")
+
+    def forward(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        y, x = y.reshape(-1, y.shape[-1]), x.reshape(-1, x.shape[-1])
+        total = 0.0
+        for n in self.sizes:
+            my, mx = self.mel(y, n), self.mel(x, n)
+            total = total + (my - mx).abs().mean() + \
+                ((my.clamp_min(1e-5).log() - mx.clamp_min(1e-5).log()) ** 2).mean()
+        return total / len(self.sizes)

@@ -1,0 +1,133 @@
+"""Train the small causal 24 kHz codec (``encodec_np_small_24khz``) on 2 CPU cores.
+
+Resumable: ``RUN/checkpoint.pt`` holds model, optimizer, step and RNG states
+and is rewritten atomically every ``--save-every`` steps and on exit (also on
+SIGTERM / Ctrl-C); ``RUN/log.csv`` gets one line per step. Re-running the
+same command continues where it stopped. Example::
+
+    python training/train.py --run training/runs/small --minutes 90
+
+Losses (paper §3.4, no adversarial term: it does not pay at this compute):
+``0.1 * L1(time) + 1.0 * multi-scale mel + 1.0 * commitment``. Quantizer
+dropout: every step draws a bandwidth from the model's targets, so one model
+serves them all. The RVQ is Meta's own: k-means init on the first batch, EMA
+codebook updates, dead codes replaced by batch vectors.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from data import DEFAULT_ROOT, Crops  # noqa: E402
+from losses import MelLoss  # noqa: E402
+from torch_model import build_torch_model  # noqa: E402
+
+from encodec_np.config import encodec_np_small_24khz  # noqa: E402
+
+LAMBDA_T, LAMBDA_F, LAMBDA_W = 0.1, 1.0, 1.0
+
+
+def save(path: Path, model, opt, step: int, elapsed: float, crops: Crops) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "elapsed": elapsed,
+                "torch_rng": torch.get_rng_state(), "np_rng": crops.rng.bit_generator.state}, tmp)
+    os.replace(tmp, path)
+
+
+def train_step(model, mel_loss, opt, x: torch.Tensor, bandwidth: float) -> dict:
+    emb = model.encoder(x)
+    q = model.quantizer(emb, model.frame_rate, bandwidth)
+    y = model.decoder(q.quantized)[..., :x.shape[-1]]
+    l_t = (y - x).abs().mean()
+    l_f = mel_loss(y, x)
+    l_w = q.penalty.mean()
+    loss = LAMBDA_T * l_t + LAMBDA_F * l_f + LAMBDA_W * l_w
+    opt.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    return {"loss": loss.item(), "l_t": l_t.item(), "l_f": l_f.item(), "commit": l_w.item()}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--run", type=Path, default=Path("training/runs/small"))
+    p.add_argument("--data", type=Path, default=DEFAULT_ROOT)
+    p.add_argument("--minutes", type=float, default=60.0, help="wall-clock budget of this session")
+    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--seconds", type=float, default=1.0, help="crop length")
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--save-every", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    config = encodec_np_small_24khz()
+    model = build_torch_model(config)
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.5, 0.9))
+    mel_loss = MelLoss(config.sample_rate)
+    crops = Crops(args.data, "train", seed=args.seed)
+    print(f"{crops.hours:.2f} h of training audio, "
+          f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters", flush=True)
+
+    args.run.mkdir(parents=True, exist_ok=True)
+    ckpt_path = args.run / "checkpoint.pt"
+    step, elapsed = 0, 0.0
+    if ckpt_path.exists():
+        state = torch.load(ckpt_path, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        step, elapsed = state["step"], state["elapsed"]
+        torch.set_rng_state(state["torch_rng"])
+        crops.rng.bit_generator.state = state["np_rng"]
+        print(f"resumed at step {step} ({elapsed / 60:.1f} min trained)", flush=True)
+
+    stop = {"now": False}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.update(now=True))
+    log_new = not (args.run / "log.csv").exists()
+    log = open(args.run / "log.csv", "a", newline="")
+    writer = csv.writer(log)
+    if log_new:
+        writer.writerow(["step", "minutes", "bandwidth", "loss", "l_t", "l_f", "commit"])
+    bandwidths = list(config.target_bandwidths)
+    length = int(args.seconds * config.sample_rate)
+    start = time.time()
+    rng = np.random.default_rng(args.seed + step)
+    while not stop["now"] and time.time() - start < args.minutes * 60:
+        if args.max_steps is not None and step >= args.max_steps:
+            break
+        bw = float(rng.choice(bandwidths))
+        x = torch.from_numpy(crops.batch(args.batch, length))
+        t0 = time.time()
+        stats = train_step(model, mel_loss, opt, x, bw)
+        step += 1
+        elapsed += time.time() - t0
+        writer.writerow([step, f"{elapsed / 60:.2f}", bw] + [f"{stats[k]:.5f}" for k in ("loss", "l_t", "l_f", "commit")])
+        if step % 10 == 0:
+            log.flush()
+            print(f"step {step} {elapsed / 60:.1f} min bw {bw} " +
+                  " ".join(f"{k} {v:.4f}" for k, v in stats.items()), flush=True)
+        if step % args.save_every == 0:
+            save(ckpt_path, model, opt, step, elapsed, crops)
+    save(ckpt_path, model, opt, step, elapsed, crops)
+    log.close()
+    print(f"saved step {step} to {ckpt_path}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
