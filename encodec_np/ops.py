@@ -231,3 +231,30 @@ def rvq_decode(codes: np.ndarray, codebooks: np.ndarray) -> np.ndarray:
     for q in range(codes.shape[0]):
         out = out + codebooks[q][codes[q]]
     return out
+
+
+# --------------------------------------------------------------------------- array plumbing
+# A device backend (``cuda``) keeps activations in accelerator memory between ops;
+# the model crosses the boundary through these hooks. On the host they cost nothing.
+#: Whether this backend's arrays live on a device (the model then skips the NumPy-only streaming path).
+ON_DEVICE = False
+
+
+def to_device(x: np.ndarray) -> np.ndarray:
+    """The backend's array for ``x``: here ``x`` itself."""
+    return x
+
+
+def to_host(x: np.ndarray) -> np.ndarray:
+    """A NumPy array of a backend array: here ``x`` itself."""
+    return x
+
+
+def add(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a + b``: the residual connections."""
+    return a + b
+
+
+def swap_last_axes(x: np.ndarray) -> np.ndarray:
+    """``[A, M, N]`` → contiguous ``[A, N, M]`` (conv layout ``[B, D, F]`` ↔ RVQ rows ``[B, F, D]``)."""
+    return np.ascontiguousarray(x.transpose(0, 2, 1))

@@ -34,14 +34,14 @@ def num_codebooks(cfg: RVQConfig, frame_rate: int, bandwidth: float | None) -> i
 def encode(emb: np.ndarray, codebooks: np.ndarray, n_q: int, ops) -> np.ndarray:
     """Quantize embeddings ``[B, D, F]`` with the first ``n_q`` codebooks → codes ``[B, n_q, F]`` int64."""
     b, d, f = emb.shape
-    flat = emb.transpose(0, 2, 1).reshape(b * f, d)
-    codes = ops.rvq_encode(np.ascontiguousarray(flat), codebooks[:n_q])  # [n_q, B*F]
+    flat = ops.swap_last_axes(emb).reshape(b * f, d)
+    codes = ops.to_host(ops.rvq_encode(flat, codebooks[:n_q]))  # [n_q, B*F]
     return codes.reshape(n_q, b, f).transpose(1, 0, 2)
 
 
 def decode(codes: np.ndarray, codebooks: np.ndarray, ops) -> np.ndarray:
-    """Codes ``[B, K, F]`` → embeddings ``[B, D, F]`` (ordered sum of codebook vectors)."""
+    """Codes ``[B, K, F]`` → embeddings ``[B, D, F]`` (ordered sum of codebook vectors), a backend array."""
     b, k, f = codes.shape
     flat = codes.transpose(1, 0, 2).reshape(k, b * f)
     emb = ops.rvq_decode(flat, codebooks)  # [B*F, D]
-    return emb.reshape(b, f, -1).transpose(0, 2, 1)
+    return ops.swap_last_axes(emb.reshape(b, f, -1))

@@ -49,7 +49,7 @@ class Conv:
 
     def __call__(self, x, params, ops, trace=None):
         p = f"{self.name}.conv."
-        padding = ops.conv_padding(x.shape[-1], self.kernel_size, self.stride, self.dilation, self.causal)
+        padding = ops.conv_padding(x.shape[2], self.kernel_size, self.stride, self.dilation, self.causal)
         y = ops.padded_conv1d(x, params[p + "conv.weight"], params[p + "conv.bias"], self.stride,
                               self.dilation, padding, self.pad_mode)
         if self.group_norm:
@@ -134,7 +134,7 @@ class LSTM:
 
     def __call__(self, x, params, ops, trace=None):
         y, _ = ops.lstm(x, self.weights(params))
-        return y + x
+        return ops.add(y, x)
 
 
 @dataclass(frozen=True)
@@ -158,7 +158,7 @@ class ResBlock:
             if trace is not None:
                 trace(layer.name, y)
         skip = x if self.shortcut is None else self.shortcut(x, params, ops)
-        return skip + y
+        return ops.add(skip, y)
 
 
 def _res_block(cfg: SEANetConfig, name: str, dim: int, dilation: int) -> ResBlock:

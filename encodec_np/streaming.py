@@ -251,6 +251,9 @@ class _Stream:
     """Shared bookkeeping: the model, its bandwidth at construction, the closed flag."""
 
     def __init__(self, model, layers):
+        if getattr(model.ops, "ON_DEVICE", False):
+            raise EncodecError(f"streaming runs on the CPU backends; this model uses {model.backend!r}: "
+                               "load it with backend='numba' (or 'numpy') to stream")
         self.model = model
         self.bandwidth = model.bandwidth
         self.num_codebooks = model.num_codebooks

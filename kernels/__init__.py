@@ -5,7 +5,9 @@ A backend is a namespace with the functions of :mod:`encodec_np.ops`
 ``lstm``, ``rvq_encode``, ...). ``numpy`` is the reference itself; faster
 backends register here and must match it (see ``tests/``).
 
-The ``ENCODEC_NP_BACKEND`` environment variable overrides ``"auto"``.
+``"auto"`` takes ``cuda`` only where numba.cuda sees a real GPU (never its
+simulator), else ``numba``, else ``numpy``. The ``ENCODEC_NP_BACKEND``
+environment variable overrides ``"auto"``.
 """
 from __future__ import annotations
 
@@ -15,14 +17,32 @@ from contextlib import contextmanager
 from encodec_np import ops as _reference
 from encodec_np.errors import EncodecError
 
+CUDA_INSTALL = ('on a machine with an NVIDIA GPU, pip install "encodec-np[cuda]" (CUDA 12, driver R525 '
+                'or newer) or "encodec-np[cuda13]" (driver R580 or newer); without a GPU, '
+                'NUMBA_ENABLE_CUDASIM=1 set before numba is imported runs the kernels in the (slow) simulator')
+
+
 # In order of preference for "auto"; each entry is a loader so that optional
 # dependencies are imported only when asked for.
+def _load_cuda():
+    try:
+        from numba import cuda
+        usable = cuda.is_available()
+    except Exception as exc:  # numba.cuda itself failed to load (driver or toolkit trouble)
+        raise ImportError(f"numba.cuda does not load ({exc}); {CUDA_INSTALL}") from exc
+    if not usable:
+        raise ImportError(f"no usable CUDA GPU (numba.cuda.is_available() is False); {CUDA_INSTALL}")
+    from encodec_np.kernels import cuda as gpu
+    return gpu
+
+
 def _load_numba():
     from encodec_np.kernels import cpu
     return cpu
 
 
 _LOADERS = {
+    "cuda": _load_cuda,
     "numba": _load_numba,
     "numpy": lambda: _reference,
 }
@@ -45,7 +65,7 @@ def get_backend(name: str = "auto"):
     if name == "auto":
         name = os.environ.get("ENCODEC_NP_BACKEND", "auto")
         if name == "auto":
-            return _LOADERS[available_backends()[0]]()
+            return _LOADERS[_default_backend()]()
     if name not in _LOADERS:
         raise EncodecError(f"unknown backend {name!r}; choose one of {sorted(_LOADERS)} or 'auto'")
     try:
@@ -53,6 +73,14 @@ def get_backend(name: str = "auto"):
     except ImportError as exc:
         raise EncodecError(f"backend {name!r} is not available here ({exc}); "
                            f"available: {available_backends()}") from exc
+
+
+def _default_backend() -> str:
+    """The best available backend that is not the CUDA simulator (Python threads: tests only)."""
+    for name in available_backends():
+        if name != "cuda" or not _LOADERS[name]().SIMULATED:
+            return name
+    raise EncodecError("no backend loads here")  # unreachable: numpy always loads
 
 
 @contextmanager

@@ -4,6 +4,7 @@ import pytest
 from hypothesis import assume, example, given, strategies as st
 
 from encodec_np import ops
+from naive import check_rvq_codes
 
 numba = pytest.importorskip("numba")
 from encodec_np.kernels import cpu  # noqa: E402
@@ -120,10 +121,6 @@ def test_lstm(b, c, hidden, t, layers, with_state, dtype, seed):
         np.testing.assert_allclose(c1, c2, atol=atol * np.sqrt(t) * 10)
 
 
-def _distances(x, book, idx):
-    return ((x.astype(np.float64) - book[idx].astype(np.float64)) ** 2).sum(-1)
-
-
 @given(n=st.integers(1, 60), bins=st.integers(1, 40), d=st.integers(1, 12), q=st.integers(1, 4),
        near_duplicates=st.booleans(), dtype=dtypes, seed=st.integers(0, 2**31))
 def test_rvq_encode(n, bins, d, q, near_duplicates, dtype, seed):
@@ -135,17 +132,7 @@ def test_rvq_encode(n, bins, d, q, near_duplicates, dtype, seed):
     got = cpu.rvq_encode(x, books)
     expected = ops.rvq_encode(x, books)
     assert got.shape == expected.shape == (q, n) and got.dtype == np.int64
-    # First layer: same residual on both sides; compare distances at the chosen indices.
-    rtol = 1e-5 if dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(_distances(x, books[0], got[0]), _distances(x, books[0], expected[0]),
-                               rtol=rtol, atol=rtol)
-    # Every layer: along our own residual path, each choice is (near) optimal.
-    residual = x.astype(np.float64)
-    for layer in range(q):
-        best = ((residual[:, None, :] - books[layer][None].astype(np.float64)) ** 2).sum(-1).min(axis=1)
-        chosen = ((residual - books[layer][got[layer]]) ** 2).sum(-1)
-        np.testing.assert_allclose(chosen, best, rtol=rtol * 10, atol=rtol * 10)
-        residual = residual - books[layer][got[layer]]
+    check_rvq_codes(x, books, got, expected, rtol=1e-5 if dtype == np.float32 else 1e-12)
 
 
 def test_rvq_exact_ties_pick_the_first_index():
