@@ -348,10 +348,12 @@ def load_model(path_or_name=None, *, backend: str = "auto", dtype="float32",
 
     Parameters
     ----------
-    path_or_name : str or Path
+    path_or_name : str or Path, optional
         A checkpoint path (Meta ``.th``, Hugging Face folder, ``.safetensors``)
         or a pretrained name (``"encodec_24khz"``, ``"encodec_48khz"``),
-        downloaded and cached on first use.
+        downloaded and cached on first use. ``None`` (or
+        ``"encodec_np_small_24khz"``): the small model shipped in the
+        package, trained for this project (no download).
     backend : str
         ``"auto"``, ``"numpy"`` or another available backend.
     dtype : ``"float32"`` or ``"float64"``.
@@ -363,8 +365,8 @@ def load_model(path_or_name=None, *, backend: str = "auto", dtype="float32",
     from .model import EncodecModel
 
     if path_or_name is None:
-        raise CheckpointError("load_model needs a checkpoint path or a pretrained name "
-                              "such as 'encodec_24khz'")
+        from .hub import EMBEDDED
+        path_or_name = EMBEDDED
     if isinstance(path_or_name, str) and path_or_name in cfgmod.PRESETS and not Path(path_or_name).exists():
         from .hub import pretrained_path
         path_or_name = pretrained_path(path_or_name, cache_dir=cache_dir)
@@ -372,12 +374,16 @@ def load_model(path_or_name=None, *, backend: str = "auto", dtype="float32",
     return EncodecModel(cfg, params, backend=backend, dtype=dtype, threads=threads)
 
 
-def save_model(model, path) -> None:
-    """Write ``model`` as one safetensors file (in its dtype) with its config in the metadata."""
+def save_model(model, path, dtype=None) -> None:
+    """Write ``model`` as one safetensors file with its config in the metadata.
+
+    ``dtype`` is the storage type (default: the model's); ``"float16"``
+    halves the file, and loading casts back to the model's dtype.
+    """
     from safetensors.numpy import save_file
 
     path = Path(path)
-    tensors = {k: np.ascontiguousarray(v) for k, v in model.params.items()}
+    tensors = {k: np.ascontiguousarray(v, dtype=dtype or v.dtype) for k, v in model.params.items()}
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata={FORMAT_KEY: json.dumps(model.config.to_dict())})
     tmp.replace(path)

@@ -13,6 +13,8 @@ as one ``error: ...`` line on stderr (the traceback too with ``--debug``).
     encodec-np golden OUT.npz [--model PATH|NAME] [--config PRESET] [--seed N]
                               [--bandwidth BW] [--input WAV] [--length SAMPLES]
                               [--signal KIND] [--dtype float32|float64]
+    encodec-np tokenize INPUT_DIR_OR_MANIFEST OUT_DIR [-b KBPS[,KBPS]] [--workers N] [--dask [ADDRESS]]
+    encodec-np detokenize SHARD_OR_OUT_DIR OUT_AUDIO_DIR            (both in encodec_np.tokenize)
 
 Outputs are written under a temporary name and renamed when complete, so an
 interrupted or failed run never leaves a partial file; an existing output is
@@ -21,6 +23,7 @@ only replaced with ``-f``; inputs are never modified.
 from __future__ import annotations
 
 import argparse
+import importlib
 import io
 import json
 import os
@@ -33,6 +36,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import EncodecError
+from .hub import EMBEDDED
 
 
 class UsageError(EncodecError):
@@ -168,13 +172,14 @@ def _add_encoder_options(p, *, lm=True, several=False) -> None:
     """``--model``/``--hq`` and ``-b``; ``--lm`` unless ``lm=False``; ``several``: ``-b`` repeatable, comma lists."""
     group = p.add_mutually_exclusive_group()
     group.add_argument("--model", metavar="NAME|PATH",
-                       help="codec: pretrained name (encodec_24khz, encodec_48khz; downloaded once and cached) "
-                            "or checkpoint (.th, .safetensors, Hugging Face folder); default encodec_24khz")
+                       help="codec: a name (encodec_np_small_24khz, shipped in the package; Meta's "
+                            "encodec_24khz, encodec_48khz, downloaded once and cached) or a checkpoint "
+                            "(.th, .safetensors, Hugging Face folder); default encodec_np_small_24khz")
     group.add_argument("--hq", action="store_true", help="use the 48 kHz stereo model encodec_48khz")
     p.add_argument("-b", "--bandwidth", type=_bandwidth_list if several else float, default=None, metavar="KBPS",
                    action="extend" if several else "store",
-                   help=f"target bandwidth in kbps, one of the model's (encodec_24khz: 1.5, 3, 6, 12, 24; "
-                        f"encodec_48khz: 3, 6, 12, 24); default {DEFAULT_BANDWIDTH:g}"
+                   help=f"target bandwidth in kbps, one of the model's (encodec_np_small_24khz: 1.5, 3, 6, 12; "
+                        f"encodec_24khz: 1.5, 3, 6, 12, 24; encodec_48khz: 3, 6, 12, 24); default {DEFAULT_BANDWIDTH:g}"
                         + ("; repeat it or give a comma list for several" if several else ""))
     if not lm:
         return
@@ -263,7 +268,7 @@ def _encoder_model(args):
 
 def _model_spec(args) -> str:
     """The ``--model`` / ``--hq`` choice as a name or path."""
-    return args.model or ("encodec_48khz" if args.hq else "encodec_24khz")
+    return args.model or ("encodec_48khz" if args.hq else EMBEDDED)
 
 
 def _checked_bandwidth(config, bandwidth) -> float:
@@ -415,7 +420,7 @@ def cmd_decode(args) -> int:
 
 
 def _pretrained_codecs() -> tuple:
-    return ("encodec_24khz", "encodec_48khz")
+    return ("encodec_24khz", "encodec_48khz", EMBEDDED)
 
 
 # --------------------------------------------------------------------------- roundtrip
@@ -606,10 +611,28 @@ def add_convert_parser(sub, common) -> None:
                     "without torch by encodec_np.load_model and --model.")
     p.add_argument("checkpoint", metavar="CKPT", help=".th file, Hugging Face folder, .safetensors, or pretrained name")
     p.add_argument("output", metavar="OUT.safetensors")
-    p.add_argument("--config", choices=sorted(PRESETS),
-                   help="model structure, for checkpoints whose structure is not recognised")
+    p.add_argument("--config", metavar="NAME|JSON",
+                   help="model structure, for checkpoints whose structure is not recognised: a preset "
+                        f"({', '.join(sorted(PRESETS))}) or a JSON file of EncodecConfig.to_dict()")
+    p.add_argument("--float16", action="store_true",
+                   help="store the weights as float16 (half the size; loaded back as float32)")
     p.add_argument("-f", "--force", action="store_true", help="overwrite an existing output file")
     p.add_argument("-q", "--quiet", action="store_true", help="no summary line")
+
+
+def _config_arg(spec: str):
+    """``--config``: a preset name or a JSON file holding ``EncodecConfig.to_dict()``."""
+    from .config import PRESETS, EncodecConfig
+
+    if spec in PRESETS:
+        return PRESETS[spec]()
+    path = Path(spec)
+    if not path.is_file():
+        raise UsageError(f"--config {spec!r} is neither a preset ({', '.join(sorted(PRESETS))}) nor a JSON file")
+    try:
+        return EncodecConfig.from_dict(json.loads(path.read_text()))
+    except (ValueError, AttributeError) as exc:
+        raise UsageError(f"--config {path}: not a model configuration ({exc})") from exc
 
 
 def cmd_convert(args) -> int:
@@ -622,9 +645,9 @@ def cmd_convert(args) -> int:
     src = Path(args.checkpoint)
     is_name = args.checkpoint in PRESETS and not src.exists()
     _check_io(args, [] if is_name else [src], [out])
-    config = PRESETS[args.config]() if args.config else None
+    config = _config_arg(args.config) if args.config else None
     model = load_model(args.checkpoint, backend="numpy", config=config)
-    save_model(model, out)  # writes a temporary file and renames it
+    save_model(model, out, dtype="float16" if args.float16 else None)  # a temporary file, renamed
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(out, 0o666 & ~umask)  # safetensors creates private (0600) files; give the usual permissions
@@ -645,7 +668,7 @@ def add_stream_parser(sub, common) -> None:
                     "With --decode, reads such codes and writes 16-bit PCM. "
                     "Example: sox in.wav -t raw -r 24000 -c 1 -e signed -b 16 - | encodec-np stream -b 6 > codes.raw")
     p.add_argument("--decode", action="store_true", help="codes on stdin → PCM on stdout")
-    p.add_argument("--model", metavar="NAME|PATH", help="codec (default encodec_24khz)")
+    p.add_argument("--model", metavar="NAME|PATH", help=f"codec (default {EMBEDDED})")
     p.add_argument("-b", "--bandwidth", type=float, default=None, metavar="KBPS",
                    help=f"target bandwidth in kbps (default {DEFAULT_BANDWIDTH:g}); --decode needs the same")
     p.add_argument("--chunk", type=_positive_int, default=4800, metavar="SAMPLES",
@@ -713,18 +736,17 @@ COMMANDS: dict[str, tuple[Callable, Callable]] = {
 }
 
 
-def _lazy(name: str) -> Callable:
-    """``encodec_np.tokenize.<name>``, imported when called (tokenize imports this module's helpers)."""
+def _lazy(module: str, name: str) -> Callable:
+    """``encodec_np.<module>.<name>``, imported when called (such modules import this one's helpers)."""
     def call(*args):
-        from . import tokenize
-
-        return getattr(tokenize, name)(*args)
+        return getattr(importlib.import_module(f"encodec_np.{module}"), name)(*args)
     return call
 
 
 COMMANDS.update({
-    "tokenize": (_lazy("add_tokenize_parser"), _lazy("cmd_tokenize")),
-    "detokenize": (_lazy("add_detokenize_parser"), _lazy("cmd_detokenize")),
+    "demo": (_lazy("demo", "add_demo_parser"), _lazy("demo", "cmd_demo")),
+    "tokenize": (_lazy("tokenize", "add_tokenize_parser"), _lazy("tokenize", "cmd_tokenize")),
+    "detokenize": (_lazy("tokenize", "add_detokenize_parser"), _lazy("tokenize", "cmd_detokenize")),
 })
 
 

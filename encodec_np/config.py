@@ -185,5 +185,6 @@ def encodec_np_small_24khz() -> EncodecConfig:
         target_bandwidths=(1.5, 3.0, 6.0, 12.0))
 
 
+#: Model structures by name: Meta's two, MusicGen's, and ours (shipped in the package).
 PRESETS = {"encodec_24khz": encodec_24khz, "encodec_48khz": encodec_48khz,
-           "encodec_32khz": encodec_32khz}
+           "encodec_32khz": encodec_32khz, "encodec_np_small_24khz": encodec_np_small_24khz}

@@ -448,6 +448,8 @@ def _check_waveform(model, wav) -> np.ndarray:
 def encode_frames(model, wav, progress: Progress = None) -> List[Frame]:
     """``model.encode(wav[None])`` for one waveform ``[C, T]``, reporting progress per segment."""
     x = _check_waveform(model, wav)
+    if progress is not None and model._chunked(x.shape[-1]):  # long input, causal model: per chunk
+        return [(model._encode_in_chunks(x, lambda done, total: _report(progress, "encoding", done, total)), None)]
     if progress is None or model.segment_length is None:
         _report(progress, "encoding", 0, 1)
         frames = model.encode(x)
@@ -466,7 +468,11 @@ def encode_frames(model, wav, progress: Progress = None) -> List[Frame]:
 
 def decode_frames(model, frames: List[Frame], audio_length: int, progress: Progress = None) -> np.ndarray:
     """``model.decode(frames)`` trimmed to ``audio_length``: ``[C, audio_length]`` float32."""
-    if progress is None or model.segment_length is None:
+    codes = model.check_frames(frames)[0][0]
+    if progress is not None and model._chunked(codes.shape[-1] * model.config.seanet.hop_length):
+        # the same choice as model.decode makes, so the output does not depend on the progress bar
+        out = model._decode_in_chunks(codes, lambda done, total: _report(progress, "decoding", done, total))
+    elif progress is None or model.segment_length is None:
         _report(progress, "decoding", 0, 1)
         out = model.decode(frames)
         _report(progress, "decoding", 1, 1)
@@ -487,13 +493,14 @@ def decode_frames(model, frames: List[Frame], audio_length: int, progress: Progr
 
 
 def resolve_model(model, name: str):
-    """``model`` if its name is ``name``; with ``model=None``, Meta's pretrained ``name``."""
+    """``model`` if its name is ``name``; with ``model=None``, the shipped or pretrained model ``name``."""
     if model is None:
         from .config import PRESETS
 
         if name not in PRESETS:
             raise EncodecError(f"the audio was compressed with the model {name!r}, which cannot be fetched by "
-                               f"name (pretrained: encodec_24khz, encodec_48khz); pass that model: "
+                               f"name (known: encodec_np_small_24khz, shipped; encodec_24khz, encodec_48khz, downloaded); "
+                               "pass that model: "
                                "decompress(data, model=encodec_np.load_model(path)) or --model PATH")
         from .model import EncodecModel
 

@@ -40,6 +40,10 @@ _ELSEWHERE = {
                      "folder (config.json + model.safetensors) and pass its path to encodec_np.load_model",
 }
 
+#: The model trained for this project (``training/``), shipped inside the package.
+EMBEDDED = "encodec_np_small_24khz"
+ASSETS = Path(__file__).resolve().parent / "assets"
+
 TIMEOUT = 30.0  # seconds per socket operation (connect, each read), not for the whole file
 CHUNK = 1 << 20
 CACHE_ENV = "ENCODEC_NP_CACHE"
@@ -98,7 +102,8 @@ def pretrained_path(name: str, cache_dir=None, *, progress: bool | None = None) 
     ----------
     name : str
         A key of :data:`CHECKPOINTS` (``"encodec_24khz"``, ``"encodec_48khz"``,
-        ``"encodec_lm_24khz"``, ``"encodec_lm_48khz"``).
+        ``"encodec_lm_24khz"``, ``"encodec_lm_48khz"``), or :data:`EMBEDDED`,
+        whose weights ship in the package.
     cache_dir : str or Path, optional
         See :func:`resolve_cache_dir`.
     progress : bool, optional
@@ -118,6 +123,8 @@ def pretrained_path(name: str, cache_dir=None, *, progress: bool | None = None) 
     CheckpointError
         The downloaded bytes do not match the checksum in the file name.
     """
+    if name == EMBEDDED:
+        return embedded_path()
     if name not in CHECKPOINTS:
         hint = f": {_ELSEWHERE[name]}" if name in _ELSEWHERE else ""
         raise EncodecError(f"no pretrained checkpoint named {name!r}{hint}; "
@@ -139,6 +146,15 @@ def pretrained_path(name: str, cache_dir=None, *, progress: bool | None = None) 
         progress = bool(isatty and isatty())
     _download(url, dest, prefix, progress)
     return dest
+
+
+def embedded_path() -> Path:
+    """The shipped weights of :data:`EMBEDDED` (no download)."""
+    path = ASSETS / f"{EMBEDDED}.safetensors"
+    if not path.is_file():
+        raise CheckpointError(f"the package has no {path.name} (a build without its package data?); "
+                              "reinstall encodec-np, or pass a checkpoint path")
+    return path
 
 
 def _is_verified(path: Path, prefix: str) -> bool:

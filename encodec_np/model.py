@@ -214,11 +214,15 @@ class EncodecModel:
 
     # ------------------------------------------------------------------ network halves
     def encode_embeddings(self, x: np.ndarray, trace=None) -> np.ndarray:
-        """SEANet encoder: ``x [B, C, T]`` (validated, model dtype) → ``[B, D, ceil(T / hop)]``."""
-        return run_layers(self.encoder_layers, x, self.params, self.ops, trace)
+        """SEANet encoder: ``x [B, C, T]`` (validated, model dtype) → ``[B, D, ceil(T / hop)]``.
+
+        On a device backend (``cuda``) this, :meth:`dequantize` and
+        :meth:`decode_embeddings` return device arrays; ``model.ops.to_host`` fetches them.
+        """
+        return run_layers(self.encoder_layers, self.ops.to_device(x), self.params, self.ops, trace)
 
     def decode_embeddings(self, emb: np.ndarray, trace=None) -> np.ndarray:
-        """SEANet decoder: ``[B, D, F]`` → ``[B, C, F * hop]``."""
+        """SEANet decoder: ``[B, D, F]`` → ``[B, C, F * hop]`` (a backend array)."""
         return run_layers(self.decoder_layers, emb, self.params, self.ops, trace)
 
     def quantize(self, emb: np.ndarray) -> np.ndarray:
@@ -238,7 +242,7 @@ class EncodecModel:
         """
         x = self.check_audio(x)
         length = x.shape[-1]
-        if self._streams() and length > self.chunk_seconds * self.sample_rate:
+        if self._chunked(length):
             return [(self._encode_in_chunks(x), None)]
         seg = self.segment_length or length
         stride = self.segment_stride or length
@@ -247,15 +251,38 @@ class EncodecModel:
 
     def _streams(self) -> bool:
         """Causal models without segments process long inputs chunk by chunk (exactly)."""
-        return self.config.seanet.causal and self.segment_length is None and not self.normalize
+        return (self.config.seanet.causal and self.segment_length is None and not self.normalize
+                and not self.ops.ON_DEVICE)
 
-    def _encode_in_chunks(self, x: np.ndarray) -> np.ndarray:
+    def _chunked(self, samples: int) -> bool:
+        """Whether ``samples`` of input go through the chunked (streaming) path."""
+        return self._streams() and samples > self.chunk_seconds * self.sample_rate
+
+    def _encode_in_chunks(self, x: np.ndarray, progress=None) -> np.ndarray:
+        """Codes ``[B, K, F]`` of ``x [B, C, T]`` through :class:`StreamingEncoder`, chunk by chunk.
+
+        ``progress(done, total)`` (optional) is called after each chunk.
+        """
         from .streaming import StreamingEncoder
 
-        enc = StreamingEncoder(self)
-        step = max(1, int(self.chunk_seconds * self.sample_rate))
-        parts = [enc.push(x[:, :, i:i + step]) for i in range(0, x.shape[-1], step)]
-        return np.concatenate(parts + [enc.flush()], axis=-1)
+        return self._in_chunks(StreamingEncoder(self), x, int(self.chunk_seconds * self.sample_rate), progress)
+
+    def _decode_in_chunks(self, codes: np.ndarray, progress=None) -> np.ndarray:
+        """Audio ``[B, C, F * hop]`` of ``codes [B, K, F]`` through :class:`StreamingDecoder`."""
+        from .streaming import StreamingDecoder
+
+        return self._in_chunks(StreamingDecoder(self), codes, int(self.chunk_seconds * self.frame_rate), progress)
+
+    @staticmethod
+    def _in_chunks(stream, x: np.ndarray, step: int, progress) -> np.ndarray:
+        step = max(1, step)
+        total = -(-x.shape[-1] // step)
+        parts = []
+        for n, i in enumerate(range(0, x.shape[-1], step)):
+            parts.append(stream.push(x[:, :, i:i + step]))
+            if progress is not None:
+                progress(n + 1, total)
+        return np.concatenate(parts + [stream.flush()], axis=-1)
 
     def _encode_frame(self, x: np.ndarray) -> EncodedFrame:
         scale = None
@@ -274,14 +301,8 @@ class EncodecModel:
         frames = self.check_frames(encoded_frames)
         if self.segment_length is None and len(frames) != 1:
             raise EncodecError(f"this model has no segments: expected 1 frame, got {len(frames)}")
-        if self._streams() and frames[0][0].shape[-1] > self.chunk_seconds * self.frame_rate:
-            step = max(1, int(self.chunk_seconds * self.frame_rate))
-            from .streaming import StreamingDecoder
-
-            dec = StreamingDecoder(self)
-            codes = frames[0][0]
-            parts = [dec.push(codes[:, :, i:i + step]) for i in range(0, codes.shape[-1], step)]
-            return np.concatenate(parts + [dec.flush()], axis=-1)
+        if self._chunked(frames[0][0].shape[-1] * self.config.seanet.hop_length):
+            return self._decode_in_chunks(frames[0][0])
         with self._threads():
             if self.segment_length is None:
                 return self._decode_frame(frames[0])
@@ -289,7 +310,7 @@ class EncodecModel:
 
     def _decode_frame(self, frame: EncodedFrame) -> np.ndarray:
         codes, scale = frame
-        out = self.decode_embeddings(self.dequantize(codes))
+        out = self.ops.to_host(self.decode_embeddings(self.dequantize(codes)))
         if scale is not None:
             out = out * scale.reshape(-1, 1, 1)
         return out

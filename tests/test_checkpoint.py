@@ -189,8 +189,11 @@ def test_unrecognised_structure_asks_for_a_config(tmp_path):
     assert model.config == cfg
 
 
-def test_load_model_needs_a_source():
-    with pytest.raises(CheckpointError, match="pretrained name"):
+def test_missing_package_weights_are_a_clear_error(monkeypatch, tmp_path):
+    from encodec_np import hub
+
+    monkeypatch.setattr(hub, "ASSETS", tmp_path)  # a build without its package data
+    with pytest.raises(CheckpointError, match="package has no encodec_np_small_24khz"):
         encodec_np.load_model()
 
 

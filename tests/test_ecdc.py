@@ -167,6 +167,24 @@ def test_progress_path_gives_the_same_bytes_and_audio(model48):
     assert ("reading", 2, 2) in calls and ("decoding", 2, 2) in calls
 
 
+def test_progress_on_long_causal_input(model24):
+    """24 kHz has no segments: long inputs report progress per streaming chunk, with the same result."""
+    model24.chunk_seconds = 0.1  # 2400-sample chunks: 7 for this input
+    try:
+        x = test_signal("chirp", 1, 16000, seed=4, sample_rate=24000)
+        calls = []
+        data = ecdc.compress(model24, x, progress=lambda *a: calls.append(a))
+        assert data == ecdc.compress(model24, x)
+        assert [c for c in calls if c[0] == "encoding"] == [("encoding", i, 7) for i in range(1, 8)]
+        calls.clear()
+        wav, _ = ecdc.decompress(data, model=model24, progress=lambda *a: calls.append(a))
+        assert np.array_equal(wav, ecdc.decompress(data, model=model24)[0])
+        decoding = [c for c in calls if c[0] == "decoding"]
+        assert len(decoding) == 8 and decoding[-1] == ("decoding", 8, 8)  # 50 frames in 7-frame chunks
+    finally:
+        model24.chunk_seconds = 10.0
+
+
 def test_file_object_api(tmp_path, model24):
     x = test_signal("chirp", 1, 5000, seed=1, sample_rate=24000)
     path = tmp_path / "a.ecdc"

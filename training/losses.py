@@ -1,7 +1,7 @@
 """Reconstruction losses of the EnCodec paper (§3.4), in torch for training.
 
 Time domain: L1. Frequency domain: over windows 2**5 .. 2**11 (hop w/4, 64
-mel bins, normalized STFT), L1 on mel magnitudes plus L2 on log-mel, as in
+mel bins, normalized STFT), L1 on mel magnitudes plus L2 on ``log(mel + 1e-5)``, as in
 audiocraft's ``MultiScaleMelSpectrogramLoss``. The mel filterbank is
 encodec_np's (torchaudio's HTK construction), so no torchaudio is needed.
 """
@@ -13,6 +13,7 @@ import torch
 from encodec_np.functional import mel_filterbank
 
 SCALES = range(5, 12)
+FLOOR = 1e-5
 
 
 class MelLoss(torch.nn.Module):
@@ -35,6 +36,7 @@ class MelLoss(torch.nn.Module):
         total = 0.0
         for n in self.sizes:
             my, mx = self.mel(y, n), self.mel(x, n)
-            total = total + (my - mx).abs().mean() + \
-                ((my.clamp_min(1e-5).log() - mx.clamp_min(1e-5).log()) ** 2).mean()
+            # an additive floor, not a clamp: a clamp has zero gradient below it, which lets a
+            # near-silent decoder output (the untrained state) stay stuck there
+            total = total + (my - mx).abs().mean() + (((my + FLOOR).log() - (mx + FLOOR).log()) ** 2).mean()
         return total / len(self.sizes)

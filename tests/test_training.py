@@ -1,0 +1,84 @@
+"""The training pipeline (training/): export parity with the framework the weights come from.
+
+A tiny model of the trained family is built with Meta's modules, trained for
+a few steps (so k-means, EMA and dead-code replacement have touched the
+codebooks), exported through ``encodec-np convert`` exactly as the shipped
+model is, and must give the same codes in encodec_np as in PyTorch.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import requires_torch
+from encodec_np import load_model
+from encodec_np.config import EncodecConfig, RVQConfig, SEANetConfig
+from encodec_np.synthetic import test_signal
+
+pytestmark = [requires_torch, pytest.mark.oracle]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
+
+
+def tiny_config() -> EncodecConfig:
+    # hop 8 at 24 kHz: 3000 frames/s of 4-bit codes, 12 kbps per codebook
+    return EncodecConfig(name="tiny_trained", sample_rate=24000,
+                         seanet=SEANetConfig(n_filters=4, dimension=8, ratios=(4, 2), lstm=1),
+                         quantizer=RVQConfig(dimension=8, n_q=4, bins=16),
+                         target_bandwidths=(12.0, 24.0, 48.0))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    import torch
+    from export import export
+    from losses import MelLoss
+    from torch_model import build_torch_model
+    from train import train_step
+
+    torch.manual_seed(0)
+    config = tiny_config()
+    model = build_torch_model(config).train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x = torch.from_numpy(test_signal("noise", 1, 4 * 2400, seed=0).reshape(4, 1, 2400))
+    for step in range(3):
+        stats = train_step(model, MelLoss(config.sample_rate), opt, x, config.target_bandwidths[step % 3])
+        assert np.isfinite(stats["loss"])
+    model.eval()
+    out = tmp_path_factory.mktemp("export") / "tiny.safetensors"
+    export(model, config, out)
+    return model, out
+
+
+@pytest.mark.parametrize("bandwidth", [12.0, 24.0, 48.0])
+def test_exported_model_gives_the_framework_codes(trained, bandwidth):
+    import torch
+
+    torch_model, path = trained
+    ours = load_model(path, backend="numpy")
+    assert ours.config == tiny_config()
+    x = test_signal("noise", 1, 3001, seed=1)[None]
+    torch_model.set_target_bandwidth(bandwidth)
+    ours.set_target_bandwidth(bandwidth)
+    with torch.no_grad():
+        (ref_codes, _), = torch_model.encode(torch.from_numpy(x))
+        ref_audio = torch_model.decode([(ref_codes, None)]).numpy()
+    (codes, _), = ours.encode(x)
+    assert codes.shape[1] == int(bandwidth // 12)
+    np.testing.assert_array_equal(codes, ref_codes.numpy())
+    np.testing.assert_allclose(ours.decode([(codes, None)]), ref_audio, atol=1e-5 * max(1.0, np.abs(ref_audio).max()))
+
+
+def test_float16_export_loads_as_float32(trained, tmp_path):
+    from export import export
+
+    torch_model, _ = trained
+    out = tmp_path / "half.safetensors"
+    export(torch_model, tiny_config(), out, float16=True)
+    half = load_model(out, backend="numpy")
+    assert all(v.dtype == np.float32 for v in half.params.values())
+    full = load_model(trained[1], backend="numpy")
+    for key, value in full.params.items():
+        np.testing.assert_array_equal(half.params[key], value.astype(np.float16).astype(np.float32))
