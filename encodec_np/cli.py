@@ -5,11 +5,12 @@ runs it (``cmd_<name>(args) -> exit code``); :data:`COMMANDS` maps the names
 to both. Exit codes: 0 success, 2 usage error (argparse), 1 failure, reported
 as one ``error: ...`` line on stderr (the traceback too with ``--debug``).
 
+    encodec-np demo [--out DIR] [--input AUDIO] [--model NAME|PATH]   (offline; the shipped model and clip)
     encodec-np encode IN OUT.ecdc      [-b KBPS] [--hq | --model NAME|PATH] [--lm] [--tokens T.npy] [-f] [-q]
     encodec-np decode IN.ecdc OUT.wav  [--model NAME|PATH] [-r] [--float] [--tokens T.npy] [-f] [-q]
     encodec-np roundtrip IN OUT.wav    [-b KBPS] [--hq | --model NAME|PATH] [--lm] [-r] [--float] [-f] [-q]
     encodec-np info FILE               (.ecdc, checkpoint or audio file)
-    encodec-np convert CKPT OUT.safetensors [--config PRESET] [-f]
+    encodec-np convert CKPT OUT.safetensors [--config PRESET|JSON] [--float16] [-f]
     encodec-np golden OUT.npz [--model PATH|NAME] [--config PRESET] [--seed N]
                               [--bandwidth BW] [--input WAV] [--length SAMPLES]
                               [--signal KIND] [--dtype float32|float64]
@@ -725,17 +726,6 @@ def cmd_stream(args) -> int:
     return 0
 
 
-COMMANDS: dict[str, tuple[Callable, Callable]] = {
-    "encode": (add_encode_parser, cmd_encode),
-    "decode": (add_decode_parser, cmd_decode),
-    "roundtrip": (add_roundtrip_parser, cmd_roundtrip),
-    "info": (add_info_parser, cmd_info),
-    "convert": (add_convert_parser, cmd_convert),
-    "golden": (add_golden_parser, cmd_golden),
-    "stream": (add_stream_parser, cmd_stream),
-}
-
-
 def _lazy(module: str, name: str) -> Callable:
     """``encodec_np.<module>.<name>``, imported when called (such modules import this one's helpers)."""
     def call(*args):
@@ -743,11 +733,18 @@ def _lazy(module: str, name: str) -> Callable:
     return call
 
 
-COMMANDS.update({
+COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "demo": (_lazy("demo", "add_demo_parser"), _lazy("demo", "cmd_demo")),
+    "encode": (add_encode_parser, cmd_encode),
+    "decode": (add_decode_parser, cmd_decode),
+    "roundtrip": (add_roundtrip_parser, cmd_roundtrip),
+    "info": (add_info_parser, cmd_info),
+    "convert": (add_convert_parser, cmd_convert),
+    "golden": (add_golden_parser, cmd_golden),
+    "stream": (add_stream_parser, cmd_stream),
     "tokenize": (_lazy("tokenize", "add_tokenize_parser"), _lazy("tokenize", "cmd_tokenize")),
     "detokenize": (_lazy("tokenize", "add_detokenize_parser"), _lazy("tokenize", "cmd_detokenize")),
-})
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,7 +1,7 @@
 """Reconstruction losses of the EnCodec paper (§3.4), in torch for training.
 
 Time domain: L1. Frequency domain: over windows 2**5 .. 2**11 (hop w/4, 64
-mel bins, normalized STFT), L1 on mel magnitudes plus L2 on ``log(mel + 1e-5)``, as in
+mel bins, normalized STFT), L1 on mel magnitudes plus L2 on ``log(mel + 1e-2)``, after
 audiocraft's ``MultiScaleMelSpectrogramLoss``. The mel filterbank is
 encodec_np's (torchaudio's HTK construction), so no torchaudio is needed.
 """
@@ -13,7 +13,7 @@ import torch
 from encodec_np.functional import mel_filterbank
 
 SCALES = range(5, 12)
-FLOOR = 1e-5
+FLOOR = 1e-2
 
 
 class MelLoss(torch.nn.Module):
@@ -36,7 +36,8 @@ class MelLoss(torch.nn.Module):
         total = 0.0
         for n in self.sizes:
             my, mx = self.mel(y, n), self.mel(x, n)
-            # an additive floor, not a clamp: a clamp has zero gradient below it, which lets a
-            # near-silent decoder output (the untrained state) stay stuck there
+            # An additive floor, not a clamp (a clamp has no gradient below it), and a high one:
+            # with 1e-5 most bins of speech sit near the floor, any noise there costs more than
+            # silence, and an untrained decoder settles on silence (measured on our data).
             total = total + (my - mx).abs().mean() + (((my + FLOOR).log() - (mx + FLOOR).log()) ** 2).mean()
         return total / len(self.sizes)

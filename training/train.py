@@ -7,6 +7,8 @@ same command continues where it stopped. Example::
 
     python training/train.py --run training/runs/small --minutes 90
 
+The first ``--warmup-steps`` train the encoder and decoder as a plain
+auto-encoder; the RVQ's k-means then initialises on informative embeddings.
 Losses (paper §3.4, no adversarial term: it does not pay at this compute):
 ``0.1 * L1(time) + 1.0 * multi-scale mel + 1.0 * commitment``. Quantizer
 dropout: every step draws a bandwidth from the model's targets, so one model
@@ -43,13 +45,17 @@ def save(path: Path, model, opt, step: int, elapsed: float, crops: Crops) -> Non
     os.replace(tmp, path)
 
 
-def train_step(model, mel_loss, opt, x: torch.Tensor, bandwidth: float) -> dict:
+def train_step(model, mel_loss, opt, x: torch.Tensor, bandwidth: float | None) -> dict:
+    """One optimizer step; ``bandwidth=None`` bypasses the quantizer (auto-encoder warm-up)."""
     emb = model.encoder(x)
-    q = model.quantizer(emb, model.frame_rate, bandwidth)
-    y = model.decoder(q.quantized)[..., :x.shape[-1]]
+    if bandwidth is None:
+        quantized, l_w = emb, torch.zeros(())
+    else:
+        q = model.quantizer(emb, model.frame_rate, bandwidth)
+        quantized, l_w = q.quantized, q.penalty.mean()
+    y = model.decoder(quantized)[..., :x.shape[-1]]
     l_t = (y - x).abs().mean()
     l_f = mel_loss(y, x)
-    l_w = q.penalty.mean()
     loss = LAMBDA_T * l_t + LAMBDA_F * l_f + LAMBDA_W * l_w
     opt.zero_grad()
     loss.backward()
@@ -66,9 +72,12 @@ def main(argv=None) -> int:
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--seconds", type=float, default=1.0, help="crop length")
-    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--save-every", type=int, default=100)
+    p.add_argument("--warmup-steps", type=int, default=300,
+                   help="first steps without the quantizer: an untrained encoder's output barely varies "
+                        "in time, so k-means on it gives identical codes and the codec collapses")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
 
@@ -110,13 +119,13 @@ def main(argv=None) -> int:
     while not stop["now"] and time.time() - start < args.minutes * 60:
         if args.max_steps is not None and step >= args.max_steps:
             break
-        bw = float(rng.choice(bandwidths))
+        bw = float(rng.choice(bandwidths)) if step >= args.warmup_steps else None
         x = torch.from_numpy(crops.batch(args.batch, length))
         t0 = time.time()
         stats = train_step(model, mel_loss, opt, x, bw)
         step += 1
         elapsed += time.time() - t0
-        writer.writerow([step, f"{elapsed / 60:.2f}", bw] + [f"{stats[k]:.5f}" for k in ("loss", "l_t", "l_f", "commit")])
+        writer.writerow([step, f"{elapsed / 60:.2f}", bw or 0] + [f"{stats[k]:.5f}" for k in ("loss", "l_t", "l_f", "commit")])
         if step % 10 == 0:
             log.flush()
             print(f"step {step} {elapsed / 60:.1f} min bw {bw} " +
