@@ -173,9 +173,9 @@ def _add_encoder_options(p, *, lm=True, several=False) -> None:
     """``--model``/``--hq`` and ``-b``; ``--lm`` unless ``lm=False``; ``several``: ``-b`` repeatable, comma lists."""
     group = p.add_mutually_exclusive_group()
     group.add_argument("--model", metavar="NAME|PATH",
-                       help="codec: a name (encodec_np_small_24khz, shipped in the package; Meta's "
-                            "encodec_24khz, encodec_48khz, downloaded once and cached) or a checkpoint "
-                            "(.th, .safetensors, Hugging Face folder); default encodec_np_small_24khz")
+                       help="codec: a name (Meta's encodec_24khz, encodec_48khz, downloaded once and cached; "
+                            "encodec_np_small_24khz, shipped in the package) or a checkpoint "
+                            "(.th, .safetensors, Hugging Face folder); default encodec_24khz")
     group.add_argument("--hq", action="store_true", help="use the 48 kHz stereo model encodec_48khz")
     p.add_argument("-b", "--bandwidth", type=_bandwidth_list if several else float, default=None, metavar="KBPS",
                    action="extend" if several else "store",
@@ -269,7 +269,7 @@ def _encoder_model(args):
 
 def _model_spec(args) -> str:
     """The ``--model`` / ``--hq`` choice as a name or path."""
-    return args.model or ("encodec_48khz" if args.hq else EMBEDDED)
+    return args.model or ("encodec_48khz" if args.hq else "encodec_24khz")
 
 
 def _checked_bandwidth(config, bandwidth) -> float:
@@ -669,7 +669,7 @@ def add_stream_parser(sub, common) -> None:
                     "With --decode, reads such codes and writes 16-bit PCM. "
                     "Example: sox in.wav -t raw -r 24000 -c 1 -e signed -b 16 - | encodec-np stream -b 6 > codes.raw")
     p.add_argument("--decode", action="store_true", help="codes on stdin → PCM on stdout")
-    p.add_argument("--model", metavar="NAME|PATH", help=f"codec (default {EMBEDDED})")
+    p.add_argument("--model", metavar="NAME|PATH", help="codec (default encodec_24khz)")
     p.add_argument("-b", "--bandwidth", type=float, default=None, metavar="KBPS",
                    help=f"target bandwidth in kbps (default {DEFAULT_BANDWIDTH:g}); --decode needs the same")
     p.add_argument("--chunk", type=_positive_int, default=4800, metavar="SAMPLES",

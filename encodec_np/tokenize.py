@@ -645,7 +645,8 @@ def tokenize_dataset(source, out_dir, *, model=None, bandwidths: Iterable[float]
         Output folder, created if missing. Finished work in it is reused.
     model : str or Path, optional
         Pretrained name or checkpoint path; default: the model shipped in
-        the package (``encodec_np_small_24khz``), as on the command line.
+        the package (``encodec_np_small_24khz``), as for ``load_model``; the
+        command line's default is ``encodec_24khz``, as for ``encode``.
     bandwidths : iterable of float
         kbps, each one of the model's bandwidths.
     workers : int, optional
