@@ -378,12 +378,19 @@ def save_model(model, path, dtype=None) -> None:
     """Write ``model`` as one safetensors file with its config in the metadata.
 
     ``dtype`` is the storage type (default: the model's); ``"float16"``
-    halves the file, and loading casts back to the model's dtype.
+    halves the file, and loading casts back to the model's dtype. A tensor
+    whose values do not fit the storage type (beyond float16's ±65504) keeps
+    the model's dtype rather than turning into ``inf``.
     """
     from safetensors.numpy import save_file
 
     path = Path(path)
-    tensors = {k: np.ascontiguousarray(v, dtype=dtype or v.dtype) for k, v in model.params.items()}
+    tensors = {}
+    for key, value in model.params.items():
+        stored = np.asarray(value, dtype=dtype or value.dtype)
+        if not np.array_equal(np.isfinite(stored), np.isfinite(value)):
+            stored = value
+        tensors[key] = np.ascontiguousarray(stored)
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata={FORMAT_KEY: json.dumps(model.config.to_dict())})
     tmp.replace(path)

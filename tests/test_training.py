@@ -82,3 +82,18 @@ def test_float16_export_loads_as_float32(trained, tmp_path):
     full = load_model(trained[1], backend="numpy")
     for key, value in full.params.items():
         np.testing.assert_array_equal(half.params[key], value.astype(np.float16).astype(np.float32))
+
+
+def test_float16_export_keeps_out_of_range_tensors(tmp_path):
+    """A tensor beyond float16's range is stored in float32 instead of becoming inf."""
+    from encodec_np import save_model
+    from encodec_np.synthetic import random_model
+
+    model = random_model(tiny_config(), 0, backend="numpy")
+    model.params["quantizer.codebooks"][0, 0, 0] = 1e6
+    save_model(model, tmp_path / "m.safetensors", dtype="float16")
+    loaded = load_model(tmp_path / "m.safetensors", backend="numpy")
+    assert loaded.params["quantizer.codebooks"][0, 0, 0] == 1e6
+    assert loaded.params["encoder.model.0.conv.conv.weight"].dtype == np.float32
+    np.testing.assert_array_equal(loaded.params["encoder.model.0.conv.conv.weight"],
+                                  model.params["encoder.model.0.conv.conv.weight"].astype(np.float16).astype(np.float32))
