@@ -387,7 +387,8 @@ def save_model(model, path, dtype=None) -> None:
     path = Path(path)
     tensors = {}
     for key, value in model.params.items():
-        stored = np.asarray(value, dtype=dtype or value.dtype)
+        with np.errstate(over="ignore"):  # overflow is detected below, not warned about
+            stored = np.asarray(value, dtype=dtype or value.dtype)
         if not np.array_equal(np.isfinite(stored), np.isfinite(value)):
             stored = value
         tensors[key] = np.ascontiguousarray(stored)
