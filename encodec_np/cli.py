@@ -227,10 +227,15 @@ def _check_io(args, inputs, outputs) -> None:
             raise EncodecError(f"{out} already exists; use -f/--force to overwrite it")
 
 
+def _wants_bars(args) -> bool:
+    """Progress bars go to stderr unless ``-q`` or stderr is not a terminal."""
+    isatty = getattr(sys.stderr, "isatty", None)  # stderr may be None or a bare stream object
+    return not getattr(args, "quiet", False) and bool(isatty and isatty())
+
+
 def _progress(args):
-    """A ``progress(stage, done, total)`` drawing tqdm bars on stderr, or None (-q, or not a terminal)."""
-    isatty = getattr(sys.stderr, "isatty", None)
-    if getattr(args, "quiet", False) or not (isatty and isatty()):
+    """A ``progress(stage, done, total)`` drawing tqdm bars on stderr, or None (see :func:`_wants_bars`)."""
+    if not _wants_bars(args):
         return None
     from tqdm import tqdm
 

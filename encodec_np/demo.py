@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cli import _add_run_options, _load_codec, _read_input_audio, _say
+from .cli import _add_run_options, _load_codec, _read_input_audio, _say, _wants_bars
 from .errors import EncodecError
 from .hub import ASSETS, EMBEDDED
 
@@ -37,8 +37,7 @@ def add_demo_parser(sub, common) -> None:
 
 def _bar(args, total: int):
     """A tqdm bar over the bandwidths on stderr, or None (-q, or not a terminal)."""
-    isatty = getattr(sys.stderr, "isatty", None)
-    if args.quiet or not (isatty and isatty()):
+    if not _wants_bars(args):
         return None
     from tqdm import tqdm
 
