@@ -9,6 +9,8 @@ from __future__ import annotations
 import sys
 import types
 
+import torch
+
 from encodec_np.config import EncodecConfig
 
 
@@ -44,3 +46,22 @@ def build_torch_model(config: EncodecConfig):
     return encodec.EncodecModel(encoder, decoder, quantizer, list(config.target_bandwidths),
                                 config.sample_rate, config.channels, normalize=config.normalize,
                                 segment=config.segment, overlap=config.overlap, name=config.name)
+
+
+def signal_preserving_init(model, gain: float = 1.0, last_gain: float = 0.1) -> None:
+    """Re-initialise the weight-normed convolutions so the input reaches the output.
+
+    PyTorch's default init shrinks activations about 2x per layer while the
+    biases stay, so an untrained SEANet passes the input to the output with a
+    gain near 1e-5 (doubling the input moved the output by 8e-8, measured): the
+    decoder sees a constant and settles on silence. Unit row norms (``weight_g``)
+    and zero biases keep the signal through all 32 convolutions; the output conv
+    starts small so the first reconstructions are not loud.
+    """
+    with torch.no_grad():
+        for module in model.modules():
+            if hasattr(module, "weight_g"):
+                module.weight_g.fill_(gain)
+                if module.bias is not None:
+                    module.bias.zero_()
+        model.decoder.model[-1].conv.conv.weight_g.fill_(last_gain)

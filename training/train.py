@@ -31,7 +31,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from data import DEFAULT_ROOT, Crops  # noqa: E402
 from losses import MelLoss  # noqa: E402
-from torch_model import build_torch_model  # noqa: E402
+from torch_model import build_torch_model, signal_preserving_init  # noqa: E402
 
 from encodec_np.config import encodec_np_small_24khz  # noqa: E402
 
@@ -93,10 +93,10 @@ def main(argv=None) -> int:
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--seconds", type=float, default=1.0, help="crop length")
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--save-every", type=int, default=100)
-    p.add_argument("--warmup-steps", type=int, default=300,
+    p.add_argument("--warmup-steps", type=int, default=1000,
                    help="first steps without the quantizer: an untrained encoder's output barely varies "
                         "in time, so k-means on it gives identical codes and the codec collapses")
     p.add_argument("--seed", type=int, default=0)
@@ -110,7 +110,7 @@ def main(argv=None) -> int:
     config = encodec_np_small_24khz()
     model = build_torch_model(config)
     model.train()
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.5, 0.9))  # the paper's
     mel_loss = MelLoss(config.sample_rate)
     crops = Crops(args.data, "train", seed=args.seed)
     print(f"{crops.hours:.2f} h of training audio, "
@@ -131,6 +131,8 @@ def main(argv=None) -> int:
         model.load_state_dict(initial_state(args.init))
         args.warmup_steps = 0  # the encoder is trained already
         print(f"initialised from {args.init}", flush=True)
+    else:
+        signal_preserving_init(model)
 
     stop = {"now": False}
     for sig in (signal.SIGTERM, signal.SIGINT):
