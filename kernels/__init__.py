@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
+from functools import lru_cache
 
 from encodec_np import ops as _reference
 from encodec_np.errors import EncodecError
@@ -83,6 +84,22 @@ def _default_backend() -> str:
     raise EncodecError("no backend loads here")  # unreachable: numpy always loads
 
 
+@lru_cache(maxsize=None)
+def _blas_controller():
+    # Library discovery reads /proc/self/maps (about 4 ms): once, not per call
+    # (streaming pushes a chunk every few milliseconds). Numba's np.dot calls
+    # SciPy's BLAS, a second OpenBLAS: load it first so the controller sees it
+    # (missed, it ran 2 spinning threads against Numba's and streaming ran 4x slower).
+    import scipy.linalg.cython_blas  # noqa: F401
+    from threadpoolctl import ThreadpoolController
+    return ThreadpoolController()
+
+
+def blas_limits(threads: int):
+    """Context manager capping the BLAS thread pools at ``threads``."""
+    return _blas_controller().limit(limits=threads, user_api="blas")
+
+
 @contextmanager
 def thread_scope(ops, threads: int | None = None):
     """Thread settings for one model call on backend ``ops``.
@@ -94,8 +111,7 @@ def thread_scope(ops, threads: int | None = None):
         with ops.threads(threads):
             yield
     elif threads:
-        from threadpoolctl import threadpool_limits
-        with threadpool_limits(threads, user_api="blas"):
+        with blas_limits(threads):
             yield
     else:
         yield

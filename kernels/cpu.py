@@ -20,9 +20,9 @@ from contextlib import contextmanager
 import numba
 import numpy as np
 from numba import njit, prange
-from threadpoolctl import threadpool_limits
 
 from encodec_np import ops as _ref
+from encodec_np.kernels import blas_limits
 
 # Padding modes as small integers for the kernels.
 _MODES = {"constant": 0, "zero": 0, "reflect": 1, "replicate": 2}
@@ -167,7 +167,9 @@ def conv_transpose1d(x, weight, bias=None, stride=1):
     c_in, c_out, k = weight.shape
     b, _, t = x.shape
     dtype = x.dtype
-    w = np.ascontiguousarray(weight.transpose(1, 2, 0).reshape(c_out * k, c_in), dtype=dtype)
+    # [C_out * K, C_in] as a Fortran-ordered view of the official layout: BLAS reads it
+    # transposed, so streaming (a call per chunk) does not re-lay the weight out each time.
+    w = np.ascontiguousarray(weight, dtype=dtype).reshape(c_in, c_out * k).T
     contrib = np.empty((b, c_out * k, t), dtype=dtype)
     _taps(np.ascontiguousarray(x), w, _tile(c_in), contrib)
     bias = np.zeros(c_out, dtype) if bias is None else np.ascontiguousarray(bias, dtype=dtype)
@@ -354,7 +356,7 @@ def threads(count: int | None = None):
     previous = numba.get_num_threads()
     numba.set_num_threads(min(count or numba.config.NUMBA_NUM_THREADS, numba.config.NUMBA_NUM_THREADS))
     try:
-        with threadpool_limits(1, user_api="blas"):
+        with blas_limits(1):
             yield
     finally:
         numba.set_num_threads(previous)

@@ -142,6 +142,25 @@ def test_rvq_exact_ties_pick_the_first_index():
     np.testing.assert_array_equal(cpu.nearest_code(x, books[0]), [0, 0, 1])
 
 
+def test_threads_scope_limits_the_blas_numba_loads_later():
+    """Numba's np.dot uses SciPy's OpenBLAS, loaded at the first kernel call: the scope must
+    cap it even when it is entered before that load (a fresh process)."""
+    code = """
+import sys, numpy as np
+from threadpoolctl import threadpool_info
+from encodec_np.kernels import cpu
+assert not any("scipy.libs" in p["filepath"] for p in threadpool_info()), "SciPy's BLAS loaded too early"
+with cpu.threads(None):
+    cpu.conv1d(np.ones((1, 2, 50), np.float32), np.ones((3, 2, 3), np.float32))
+    libs = [(p["filepath"], p["num_threads"]) for p in threadpool_info() if p["user_api"] == "blas"]
+assert any("scipy" in f for f, _ in libs), libs
+assert all(n == 1 for _, n in libs), libs
+"""
+    import subprocess
+    import sys
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+
+
 def test_threads_scope_restores_and_limits_blas():
     from threadpoolctl import threadpool_info
     before = numba.get_num_threads()
