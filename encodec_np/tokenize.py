@@ -310,26 +310,47 @@ def _local_results(job: _Job, tasks: Iterator[tuple], workers: int) -> Iterator[
     executor = ProcessPoolExecutor(workers, mp_context=context)
     running: dict = {}  # future → task
     suspects: deque = deque()
+    unsent: deque = deque()  # tasks the broken pool refused: innocent, run again as usual
     alone = None  # the suspect running by itself
+
+    def submit(task) -> bool:
+        # The pool can break between two submits (a worker dies while results are consumed).
+        try:
+            running[executor.submit(_tokenize_file, job, *task)] = task
+            return True
+        except BrokenProcessPool:
+            return False
+
     try:
         while True:
+            broken = False
             if suspects:
                 if not running:
                     alone = suspects.popleft()
-                    running[executor.submit(_tokenize_file, job, *alone)] = alone
+                    if not submit(alone):
+                        suspects.appendleft(alone)
+                        broken, alone = True, None
             else:
-                while len(running) < 2 * workers and (task := next(tasks, None)) is not None:
-                    running[executor.submit(_tokenize_file, job, *task)] = task
-            if not running:
+                while len(running) < 2 * workers:
+                    task = unsent.popleft() if unsent else next(tasks, None)
+                    if task is None:
+                        break
+                    if not submit(task):
+                        unsent.appendleft(task)
+                        broken = True
+                        break
+            if not running and not broken:
                 return
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            if not any(isinstance(f.exception(), BrokenProcessPool) for f in done):
-                for future in done:
-                    yield running.pop(future), future.result()
-                continue
+            if not broken:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                if not any(isinstance(f.exception(), BrokenProcessPool) for f in done):
+                    for future in done:
+                        yield running.pop(future), future.result()
+                    continue
             # The pool is gone: keep what finished, retry the rest one by one on a new pool.
+            wait(running)
             for future, task in running.items():
-                if future.done() and future.exception() is None:
+                if future.exception() is None:
                     yield task, future.result()
                 elif task is alone:
                     yield task, _died(task)
