@@ -103,9 +103,10 @@ class EncodecModel:
         the ``numpy`` backend caps BLAS threads.
 
     Causal models without segments (24 kHz) encode and decode inputs longer
-    than :attr:`chunk_seconds` (10 s) through :mod:`encodec_np.streaming`, in
-    chunks of that size: the codes are identical to one pass over the whole
-    input (tested) and memory stays bounded on long files.
+    than :attr:`long_input_seconds` (10 s) through :mod:`encodec_np.streaming`,
+    in chunks of :attr:`chunk_seconds` (1 s): the codes are identical to one
+    pass over the whole input (tested), the working memory is that of a 1 s
+    input whatever the length, and the time per second of audio does not grow.
     """
 
     def __init__(self, config: EncodecConfig, params: dict, *, backend: str = "auto",
@@ -124,9 +125,11 @@ class EncodecModel:
         if threads is not None and (not isinstance(threads, int) or threads < 1):
             raise EncodecError(f"threads must be a positive integer or None, got {threads!r}")
         self.threads = threads
-        #: Inputs longer than this (seconds) go through the streaming path in chunks of
-        #: this size: identical codes, bounded memory, better cache use (causal models).
-        self.chunk_seconds = 10.0
+        #: Causal models: inputs longer than this (seconds) go through the streaming path ...
+        self.long_input_seconds = 10.0
+        #: ... in chunks of this many seconds. 1 s keeps the activations near 30 MB and
+        #: measured as fast per second of audio as one 10 s pass (benchmarks/bench_streaming.py).
+        self.chunk_seconds = 1.0
 
     def _threads(self):
         from encodec_np.kernels import thread_scope
@@ -256,7 +259,7 @@ class EncodecModel:
 
     def _chunked(self, samples: int) -> bool:
         """Whether ``samples`` of input go through the chunked (streaming) path."""
-        return self._streams() and samples > self.chunk_seconds * self.sample_rate
+        return self._streams() and samples > self.long_input_seconds * self.sample_rate
 
     def _encode_in_chunks(self, x: np.ndarray, progress=None) -> np.ndarray:
         """Codes ``[B, K, F]`` of ``x [B, C, T]`` through :class:`StreamingEncoder`, chunk by chunk.
@@ -265,24 +268,36 @@ class EncodecModel:
         """
         from .streaming import StreamingEncoder
 
-        return self._in_chunks(StreamingEncoder(self), x, int(self.chunk_seconds * self.sample_rate), progress)
+        frames = -(-x.shape[-1] // self.config.seanet.hop_length)
+        return self._in_chunks(StreamingEncoder(self), x, int(self.chunk_seconds * self.sample_rate), frames,
+                               progress)
 
     def _decode_in_chunks(self, codes: np.ndarray, progress=None) -> np.ndarray:
         """Audio ``[B, C, F * hop]`` of ``codes [B, K, F]`` through :class:`StreamingDecoder`."""
         from .streaming import StreamingDecoder
 
-        return self._in_chunks(StreamingDecoder(self), codes, int(self.chunk_seconds * self.frame_rate), progress)
+        samples = codes.shape[-1] * self.config.seanet.hop_length
+        return self._in_chunks(StreamingDecoder(self), codes, int(self.chunk_seconds * self.frame_rate), samples,
+                               progress)
 
     @staticmethod
-    def _in_chunks(stream, x: np.ndarray, step: int, progress) -> np.ndarray:
+    def _in_chunks(stream, x: np.ndarray, step: int, total_out: int, progress) -> np.ndarray:
+        """Push ``x`` in ``step``-long chunks and flush, into one preallocated ``[..., total_out]``
+        array (a list of parts plus a concatenation would hold the output twice)."""
         step = max(1, step)
-        total = -(-x.shape[-1] // step)
-        parts = []
-        for n, i in enumerate(range(0, x.shape[-1], step)):
-            parts.append(stream.push(x[:, :, i:i + step]))
-            if progress is not None:
-                progress(n + 1, total)
-        return np.concatenate(parts + [stream.flush()], axis=-1)
+        chunks = -(-x.shape[-1] // step)
+        out, filled = None, 0
+        for n in range(chunks + 1):
+            y = stream.push(x[:, :, n * step:(n + 1) * step]) if n < chunks else stream.flush()
+            if out is None:
+                out = np.empty(y.shape[:-1] + (total_out,), y.dtype)
+            out[..., filled:filled + y.shape[-1]] = y
+            filled += y.shape[-1]
+            if progress is not None and n < chunks:
+                progress(n + 1, chunks)
+        if filled != total_out:  # the streams' contract; a failure here is a bug, not bad input
+            raise EncodecError(f"internal error: streaming gave {filled} outputs, expected {total_out}")
+        return out
 
     def _encode_frame(self, x: np.ndarray) -> EncodedFrame:
         scale = None

@@ -65,17 +65,16 @@ class _Conv:
     def push(self, x: np.ndarray) -> np.ndarray:
         self.buf = x if self.buf is None else np.concatenate([self.buf, x], axis=-1)
         self.received += x.shape[-1]
-        # Frame i reads x[i*s - left .. i*s - left + span - 1], and at the start the
-        # reflected x[1 .. left]: it is final once all of those have arrived.
-        ready = 0
-        while True:
-            i = self.emitted + ready
-            last = i * self.s - self.left + self.span - 1
-            if i * self.s < self.left and self.layer.pad_mode == "reflect":
-                last = max(last, self.left - i * self.s)
-            if last >= self.received:
-                break
-            ready += 1
+        # Frame i reads x[i*s - left .. i*s - left + span - 1] = x[.. (i + 1) * s - 1]
+        # (span - left == s), so frames below received // s are final; at the start
+        # a reflect pad also reads x[left - i*s], which may not have arrived yet.
+        end = self.received // self.s
+        if self.layer.pad_mode == "reflect":
+            for i in range(self.emitted, min(end, -(-self.left // self.s))):
+                if self.left - i * self.s >= self.received:
+                    end = i
+                    break
+        ready = max(0, end - self.emitted)
         y = self._frames(ready)
         self._trim()
         return y
@@ -84,7 +83,11 @@ class _Conv:
         if n == 0:
             return np.zeros(self.buf.shape[:-1][:1] + (self.weight.shape[0], 0), self.buf.dtype)
         q0 = self.emitted * self.s
-        window = self._padded(q0, q0 + (n - 1) * self.s + self.span)
+        q1 = q0 + (n - 1) * self.s + self.span
+        if q0 - self.left == self.base and self.base + self.buf.shape[-1] - (q1 - self.left) < self.s:
+            window = self.buf  # the whole buffer gives the same n frames, without a copy
+        else:
+            window = self._padded(q0, q1)
         self.emitted += n
         return self.ops.conv1d(window, self.weight, self.bias, self.s, self.d)
 
@@ -215,7 +218,7 @@ class _ResBlock:
             return None
         n = min(self.ahead_block.shape[-1], self.ahead_skip.shape[-1])
         out = self.ahead_skip[..., :n] + self.ahead_block[..., :n]
-        self.ahead_block, self.ahead_skip = self.ahead_block[..., n:].copy(), self.ahead_skip[..., n:].copy()
+        self.ahead_block, self.ahead_skip = _rest(self.ahead_block, n), _rest(self.ahead_skip, n)
         return out
 
     def push(self, x):
@@ -226,11 +229,16 @@ class _ResBlock:
 
 
 def _concat(a, b):
-    if a is None:
-        return b
-    if b is None:
+    if a is None or a.shape[-1] == 0:
+        return b if b is not None else a
+    if b is None or b.shape[-1] == 0:
         return a
     return np.concatenate([a, b], axis=-1)
+
+
+def _rest(a, n):
+    """``a[..., n:]`` as its own array (a view would keep all of ``a`` alive), or None if empty."""
+    return a[..., n:].copy() if a.shape[-1] > n else None
 
 
 def _streaming(layer, params, ops):

@@ -169,7 +169,7 @@ def test_progress_path_gives_the_same_bytes_and_audio(model48):
 
 def test_progress_on_long_causal_input(model24):
     """24 kHz has no segments: long inputs report progress per streaming chunk, with the same result."""
-    model24.chunk_seconds = 0.1  # 2400-sample chunks: 7 for this input
+    model24.long_input_seconds, model24.chunk_seconds = 0.1, 0.1  # 2400-sample chunks: 7 for this input
     try:
         x = test_signal("chirp", 1, 16000, seed=4, sample_rate=24000)
         calls = []
@@ -182,7 +182,7 @@ def test_progress_on_long_causal_input(model24):
         decoding = [c for c in calls if c[0] == "decoding"]
         assert len(decoding) == 8 and decoding[-1] == ("decoding", 8, 8)  # 50 frames in 7-frame chunks
     finally:
-        model24.chunk_seconds = 10.0
+        model24.long_input_seconds, model24.chunk_seconds = 10.0, 1.0
 
 
 def test_file_object_api(tmp_path, model24):

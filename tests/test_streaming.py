@@ -105,20 +105,19 @@ def test_bad_use():
 
 @pytest.mark.parametrize("backend", sorted(MODELS))
 def test_long_inputs_go_through_chunks_exactly(backend):
-    """encode/decode of inputs longer than ``chunk_seconds`` stream internally: same result."""
+    """encode/decode of inputs longer than ``long_input_seconds`` stream internally: same result."""
     model = MODELS[backend]
     model.set_target_bandwidth(12.0)
     x = np.stack([test_signal("noise", 1, 9000, seed=s) for s in (4, 5)])
-    model.chunk_seconds = float("inf")
-    frames = model.encode(x)
+    frames = model.encode(x)  # 0.375 s: one pass
     expected = model.decode(frames)
-    model.chunk_seconds = 0.05  # 1200 samples, 3.75 frames: chunk edges fall mid-frame
+    model.long_input_seconds, model.chunk_seconds = 0.1, 0.05  # 1200-sample chunks: edges fall mid-frame
     try:
         chunked = model.encode(x)
         np.testing.assert_array_equal(chunked[0][0], frames[0][0])
         got = model.decode(chunked)
     finally:
-        model.chunk_seconds = 10.0
+        model.long_input_seconds, model.chunk_seconds = 10.0, 1.0
     assert got.shape == expected.shape
     np.testing.assert_allclose(got, expected, atol=1e-5 * np.abs(expected).max(), rtol=0)
 
