@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import warnings
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -52,6 +53,15 @@ def _check_rate(rate, what: str) -> int:
     return int(rate)
 
 
+def _existing_file(path) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(2, "no such file", str(path))
+    if path.is_dir():
+        raise EncodecError(f"{path} is a folder, not an audio file")
+    return path
+
+
 def read_audio(path) -> tuple[np.ndarray, int]:
     """Read an audio file as ``(wav [C, T] float32, sample_rate)``.
 
@@ -67,11 +77,7 @@ def read_audio(path) -> tuple[np.ndarray, int]:
     """
     import soundfile as sf
 
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(2, "no such file", str(path))
-    if path.is_dir():
-        raise EncodecError(f"{path} is a folder, not an audio file")
+    path = _existing_file(path)
     try:
         data, sample_rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (RuntimeError, sf.SoundFileError, ValueError, TypeError) as exc:
@@ -97,6 +103,76 @@ def audio_format(path) -> str:
     return ext
 
 
+def _subtype_for(fmt: str, subtype: str) -> str:
+    import soundfile as sf
+
+    requested = _SUBTYPES.get(str(subtype).lower(), str(subtype).upper())
+    if not sf.check_format(fmt, requested):
+        if requested != "PCM_16":
+            raise EncodecError(f"{fmt} files cannot hold {requested} samples; use a .wav name")
+        requested = sf.default_subtype(fmt)
+    return requested
+
+
+class AudioWriter:
+    """Write ``[C, n]`` blocks to an audio file as they come, atomically (see :func:`write_audio`).
+
+    Samples beyond ±0.99 are clamped, with one :class:`UserWarning` when the
+    file is closed. Use as a context manager; the file appears under its name
+    only if the block exits without an error::
+
+        with AudioWriter("out.wav", 24000, channels=1) as w:
+            for block in blocks:
+                w.write(block)
+    """
+
+    def __init__(self, path, sample_rate: int, channels: int, *, subtype: str = "PCM_16"):
+        self.path = Path(path)
+        self.sample_rate = _check_rate(sample_rate, "sample_rate")
+        if isinstance(channels, bool) or not isinstance(channels, (int, np.integer)) or channels < 1:
+            raise EncodecError(f"channels must be a positive integer, got {channels!r}")
+        self.channels = int(channels)
+        self.format = audio_format(self.path)
+        self.subtype = _subtype_for(self.format, subtype)
+        self.peak = 0.0  # the highest peak clamped so far
+        self.frames = 0
+        self._atomic = self._file = None
+
+    def __enter__(self) -> "AudioWriter":
+        import soundfile as sf
+
+        self._atomic = atomic_output(self.path)
+        tmp = self._atomic.__enter__()
+        try:
+            self._file = sf.SoundFile(str(tmp), "w", samplerate=self.sample_rate, channels=self.channels,
+                                      subtype=self.subtype, format=self.format)
+        except (RuntimeError, sf.SoundFileError, ValueError, TypeError) as exc:
+            self._atomic.__exit__(type(exc), exc, None)
+            raise EncodecError(f"cannot write {self.path} as {self.format}/{self.subtype} with {self.channels} "
+                               f"channel(s) at {self.sample_rate} Hz ({exc})") from exc
+        return self
+
+    def write(self, block: np.ndarray) -> None:
+        """Append ``block [C, n]`` (float, finite)."""
+        block = _check_waveform(block, "audio to write")
+        if block.shape[0] != self.channels:
+            raise EncodecError(f"this file has {self.channels} channel(s); got a block of shape {block.shape}")
+        peak = float(np.abs(block).max())
+        if peak > float(block.dtype.type(LIMIT)):  # 0.99 rounded to the block's dtype is within the limit
+            self.peak = max(self.peak, peak)
+            block = np.clip(block, -LIMIT, LIMIT)
+        self._file.write(np.ascontiguousarray(block.T, dtype=np.float64 if self.subtype == "DOUBLE" else np.float32))
+        self.frames += block.shape[-1]
+
+    def __exit__(self, *exc_info) -> None:
+        self._file.close()
+        self._atomic.__exit__(*exc_info)
+        if exc_info[0] is None and self.peak:
+            warnings.warn(f"clipping: the audio peaks at {self.peak:.3g}, above the limit {LIMIT}; it was "
+                          "clamped. Use rescale=True (-r/--rescale on the command line) to scale it down instead.",
+                          UserWarning, stacklevel=2)
+
+
 def write_audio(path, wav, sample_rate: int, *, rescale: bool = False, subtype: str = "PCM_16") -> Path:
     """Write ``wav [C, T]`` (or ``[T]``) to ``path``; the format follows the file name's suffix.
 
@@ -115,38 +191,51 @@ def write_audio(path, wav, sample_rate: int, *, rescale: bool = False, subtype: 
     The file is written under a temporary name in the same folder and renamed
     when complete: an interrupted call never leaves a partial file at ``path``.
     """
-    import soundfile as sf
-
-    path = Path(path)
     wav = np.asarray(wav) if not isinstance(wav, np.ndarray) else wav
     wav = _check_waveform(wav, "audio to write", ndims=(1, 2))
     if wav.ndim == 1:
         wav = wav[None]
-    sample_rate = _check_rate(sample_rate, "sample_rate")
-    fmt = audio_format(path)
-    requested = _SUBTYPES.get(str(subtype).lower(), str(subtype).upper())
-    if not sf.check_format(fmt, requested):
-        if requested != "PCM_16":
-            raise EncodecError(f"{fmt} files cannot hold {requested} samples; use a .wav name")
-        requested = sf.default_subtype(fmt)
-
     peak = float(np.abs(wav).max())
-    if rescale:
-        if peak > LIMIT:
-            wav = wav * (LIMIT / peak)
-    elif peak > LIMIT:
-        warnings.warn(f"clipping: the audio peaks at {peak:.3g}, above the limit {LIMIT}; it was clamped. "
-                      "Use rescale=True (-r/--rescale on the command line) to scale it down instead.",
-                      UserWarning, stacklevel=2)
-        wav = np.clip(wav, -LIMIT, LIMIT)
-    frames = np.ascontiguousarray(wav.T, dtype=np.float64 if requested == "DOUBLE" else np.float32)
-    with atomic_output(path) as tmp:
-        try:
-            sf.write(str(tmp), frames, sample_rate, subtype=requested, format=fmt)
-        except (RuntimeError, sf.SoundFileError, ValueError, TypeError) as exc:
-            raise EncodecError(f"cannot write {path} as {fmt}/{requested} with {wav.shape[0]} channel(s) "
-                               f"at {sample_rate} Hz ({exc})") from exc
-    return path
+    if rescale and peak > LIMIT:
+        wav = np.clip(wav * (LIMIT / peak), -LIMIT, LIMIT)  # the clip only absorbs rounding: no warning
+    with AudioWriter(path, sample_rate, wav.shape[0], subtype=subtype) as writer:
+        writer.write(wav)
+    return Path(path)
+
+
+def audio_info(path) -> tuple[int, int, int]:
+    """``(sample_rate, channels, frames)`` of an audio file, with :func:`read_audio`'s errors."""
+    import soundfile as sf
+
+    path = _existing_file(path)
+    try:
+        info = sf.info(str(path))
+    except (RuntimeError, sf.SoundFileError, ValueError, TypeError) as exc:
+        raise EncodecError(f"{path}: unreadable audio file ({exc}); "
+                           "formats read: WAV, FLAC, OGG and the others libsndfile supports") from exc
+    if info.frames <= 0:
+        raise EncodecError(f"{path} holds no samples")
+    return int(info.samplerate), int(info.channels), int(info.frames)
+
+
+def read_blocks(path, block: int) -> Iterator[np.ndarray]:
+    """Read an audio file ``block`` samples at a time: float32 ``[C, n]`` blocks (the last may be shorter).
+
+    The memory is that of one block, whatever the file's length; errors as :func:`read_audio`.
+    """
+    import soundfile as sf
+
+    path = _existing_file(path)
+    done = 0
+    with sf.SoundFile(str(path)) as f:
+        while True:
+            data = f.read(block, dtype="float32", always_2d=True)
+            if data.shape[0] == 0:
+                break
+            if not np.isfinite(data).all():
+                raise EncodecError(f"{path} contains NaN or Inf samples (after {done} samples); clean the file first")
+            done += data.shape[0]
+            yield np.ascontiguousarray(data.T)
 
 
 def convert_audio(wav, sr: int, target_sr: int, target_channels: int) -> np.ndarray:

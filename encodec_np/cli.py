@@ -297,17 +297,20 @@ def _read_input_audio(path, model) -> np.ndarray:
     return convert_audio(wav, sample_rate, model.sample_rate, model.channels).astype(np.float32, copy=False)
 
 
-def _encode(args, model, wav):
-    """Encode ``wav`` and serialise it: ``(frames, .ecdc bytes, the LM or None)``."""
+def _encode(args, model, path):
+    """Encode the audio file ``path`` and serialise it: ``(frames, samples, .ecdc bytes, the LM or None)``.
+
+    Long files at the model's rate stream from the file in bounded memory (see :mod:`encodec_np.longfile`).
+    """
     from . import ecdc
+    from .longfile import encode_file
 
     progress = _progress(args)
     lm = ecdc.resolve_lm(args.lm_model, model.name) if args.lm else None  # before the slow part
-    frames = ecdc.encode_frames(model, wav, progress)
+    frames, length = encode_file(model, path, progress)
     buf = io.BytesIO()
-    ecdc.write_frames(buf, model.name, model.config, frames, wav.shape[-1], use_lm=args.lm, lm=lm,
-                      progress=progress)
-    return frames, buf.getvalue(), lm
+    ecdc.write_frames(buf, model.name, model.config, frames, length, use_lm=args.lm, lm=lm, progress=progress)
+    return frames, length, buf.getvalue(), lm
 
 
 def tokens_array(frames, bins: int) -> np.ndarray:
@@ -323,12 +326,24 @@ def _write_tokens(path, frames, bins: int) -> None:
         np.save(f, tokens_array(frames, bins))
 
 
+def _subtype(args) -> str:
+    return "FLOAT" if args.float else "PCM_16"
+
+
 def _write_wav(args, path, wav, sample_rate) -> str:
     from .audio import write_audio
 
-    subtype = "FLOAT" if args.float else "PCM_16"
-    write_audio(path, wav, sample_rate, rescale=args.rescale, subtype=subtype)
-    return subtype
+    write_audio(path, wav, sample_rate, rescale=args.rescale, subtype=_subtype(args))
+    return _subtype(args)
+
+
+def _decode_to_file(args, model, frames, audio_length: int, path, progress) -> tuple[int, str]:
+    """Decode into ``path`` (long outputs chunk by chunk): ``(samples written, subtype)``."""
+    from .longfile import decode_to_file
+
+    n = decode_to_file(model, frames, audio_length, path, subtype=_subtype(args), rescale=args.rescale,
+                       progress=progress)
+    return n, _subtype(args)
 
 
 def _kbps(nbytes: int, samples: int, sample_rate: int) -> float:
@@ -363,14 +378,13 @@ def cmd_encode(args) -> int:
     tokens = Path(args.tokens) if args.tokens else None
     _check_io(args, [inp], [out] + ([tokens] if tokens else []))
     model = _encoder_model(args)
-    wav = _read_input_audio(inp, model)
-    frames, data, _ = _encode(args, model, wav)
+    frames, length, data, _ = _encode(args, model, inp)
     write_bytes_atomic(out, data)
     if tokens:
         _write_tokens(tokens, frames, model.config.quantizer.bins)
     k = np.asarray(frames[0][0]).shape[1]
-    _say(args, f"wrote {out}: {len(data):,} bytes for {wav.shape[-1] / model.sample_rate:.2f} s of audio "
-               f"({_kbps(len(data), wav.shape[-1], model.sample_rate):.2f} kbps{', LM-coded' if args.lm else ''}); "
+    _say(args, f"wrote {out}: {len(data):,} bytes for {length / model.sample_rate:.2f} s of audio "
+               f"({_kbps(len(data), length, model.sample_rate):.2f} kbps{', LM-coded' if args.lm else ''}); "
                f"{_describe_codes(model, k, frames)}" + (f"; codes in {tokens}" if tokens else ""))
     return 0
 
@@ -415,12 +429,11 @@ def cmd_decode(args) -> int:
     progress = _progress(args)
     meta, frames = ecdc.read_frames(io.BytesIO(data), model.config, lm=args.lm_model, progress=progress,
                                     trust_lm=args.trust_lm)
-    wav = ecdc.decode_frames(model, frames, meta["al"], progress)
-    subtype = _write_wav(args, out, wav, model.sample_rate)
+    samples, subtype = _decode_to_file(args, model, frames, meta["al"], out, progress)
     if tokens:
         _write_tokens(tokens, frames, model.config.quantizer.bins)
-    _say(args, f"wrote {out}: {wav.shape[-1] / model.sample_rate:.2f} s, {model.sample_rate} Hz, "
-               f"{wav.shape[0]} channel(s), {subtype}; from {_describe_codes(model, meta['nc'], frames)}"
+    _say(args, f"wrote {out}: {samples / model.sample_rate:.2f} s, {model.sample_rate} Hz, "
+               f"{model.channels} channel(s), {subtype}; from {_describe_codes(model, meta['nc'], frames)}"
                + (f"; codes in {tokens}" if tokens else ""))
     return 0
 
@@ -452,16 +465,14 @@ def cmd_roundtrip(args) -> int:
     _check_io(args, [inp], [out] + ([tokens] if tokens else []))
     audio_format(out)
     model = _encoder_model(args)
-    wav = _read_input_audio(inp, model)
-    frames, data, lm = _encode(args, model, wav)
+    frames, length, data, lm = _encode(args, model, inp)
     meta, decoded_frames = ecdc.read_frames(io.BytesIO(data), model.config, lm=lm)
-    y = ecdc.decode_frames(model, decoded_frames, meta["al"], _progress(args))
-    subtype = _write_wav(args, out, y, model.sample_rate)
+    samples, subtype = _decode_to_file(args, model, decoded_frames, meta["al"], out, _progress(args))
     if tokens:
         _write_tokens(tokens, frames, model.config.quantizer.bins)
-    _say(args, f"wrote {out}: {y.shape[-1] / model.sample_rate:.2f} s, {model.sample_rate} Hz, {y.shape[0]} "
+    _say(args, f"wrote {out}: {samples / model.sample_rate:.2f} s, {model.sample_rate} Hz, {model.channels} "
                f"channel(s), {subtype}; via {len(data):,} bytes of .ecdc "
-               f"({_kbps(len(data), wav.shape[-1], model.sample_rate):.2f} kbps); "
+               f"({_kbps(len(data), length, model.sample_rate):.2f} kbps); "
                f"{_describe_codes(model, meta['nc'], frames)}")
     return 0
 

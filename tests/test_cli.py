@@ -74,6 +74,14 @@ def leftovers(folder):
 
 
 # --------------------------------------------------------------------------- the happy paths
+def api_roundtrip(model, wav, bandwidth):
+    """What the in-memory API gives for an audio file: ``(.ecdc bytes, decoded [C, T])``."""
+    x, sr = read_audio(wav)
+    model.set_target_bandwidth(bandwidth)
+    data = ecdc.compress(model, convert_audio(x, sr, model.sample_rate, model.channels))
+    return data, ecdc.decompress(data, model=model)[0]
+
+
 def test_encode_decode_roundtrip_tokens_24(tmp_path, models):
     model, ckpt = models["24"]
     wav = write_wav(tmp_path / "in.wav", test_signal("chirp", 1, 12000, seed=1, sample_rate=24000), 24000)
@@ -85,12 +93,8 @@ def test_encode_decode_roundtrip_tokens_24(tmp_path, models):
     assert "24000 Hz" in r.stdout
     ok(run("roundtrip", wav, tmp_path / "rt.wav", "-b", "3", "-q", *common))
 
-    # what the API gives for the same input
-    x, sr = read_audio(wav)
-    model.set_target_bandwidth(3.0)
-    data = ecdc.compress(model, convert_audio(x, sr, 24000, 1))
+    data, y = api_roundtrip(model, wav, 3.0)
     assert (tmp_path / "a.ecdc").read_bytes() == data
-    y, _ = ecdc.decompress(data, model=model)
     decoded, sr_out = read_audio(tmp_path / "a.wav")
     assert sr_out == 24000 and decoded.shape == (1, 12000)
     assert np.abs(decoded - np.clip(y, -0.99, 0.99)).max() <= 2 / 32768
@@ -100,6 +104,21 @@ def test_encode_decode_roundtrip_tokens_24(tmp_path, models):
     assert enc.dtype == np.int16 and enc.shape == (4, 38) and np.array_equal(enc, dec)
     assert np.array_equal(enc, ecdc.read_frames(data, model.config)[1][0][0][0])
     assert wav.read_bytes() == before
+    assert not leftovers(tmp_path)
+
+
+def test_long_file_streams_through_encode_and_decode(tmp_path, models):
+    """A file over the model's long_input_seconds (10 s) is read and written chunk by chunk:
+    the same bytes as the in-memory API."""
+    model, ckpt = models["24"]
+    x = test_signal("noise", 2, 24000 * 12 + 77, seed=8, sample_rate=24000)  # stereo: mixed down per chunk
+    wav = write_wav(tmp_path / "long.wav", x, 24000)
+    ok(run("encode", wav, tmp_path / "long.ecdc", "-b", "6", "--model", ckpt))
+    ok(run("decode", tmp_path / "long.ecdc", tmp_path / "long.wav.wav", "--model", ckpt, "--float"))
+    data, y = api_roundtrip(model, wav, 6.0)
+    assert (tmp_path / "long.ecdc").read_bytes() == data
+    decoded, _ = read_audio(tmp_path / "long.wav.wav")
+    np.testing.assert_array_equal(decoded, np.clip(y, -0.99, 0.99))
     assert not leftovers(tmp_path)
 
 
