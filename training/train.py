@@ -96,7 +96,7 @@ def main(argv=None) -> int:
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--save-every", type=int, default=100)
-    p.add_argument("--warmup-steps", type=int, default=1000,
+    p.add_argument("--warmup-steps", type=int, default=550,
                    help="first steps without the quantizer: an untrained encoder's output barely varies "
                         "in time, so k-means on it gives identical codes and the codec collapses")
     p.add_argument("--seed", type=int, default=0)
