@@ -108,29 +108,13 @@ def cmd_golden(args) -> int:
 
 def read_audio_for(model, path) -> np.ndarray:
     """Read an audio file as ``[1, model.channels, T]`` float32 (mono↔stereo as official, no resampling)."""
-    import soundfile as sf
+    from .audio import convert_audio, read_audio
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(2, "no such file", str(path))
-    try:
-        data, sample_rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except (RuntimeError, sf.SoundFileError) as exc:
-        raise EncodecError(f"{path}: unreadable audio file ({exc})") from exc
+    wav, sample_rate = read_audio(path)
     if sample_rate != model.sample_rate:
         raise EncodecError(f"{path} is sampled at {sample_rate} Hz but {model.name} needs "
                            f"{model.sample_rate} Hz; resample it first")
-    x = data.T  # [C, T]
-    if x.shape[0] != model.channels:
-        if model.channels == 1:
-            x = x.mean(axis=0, keepdims=True)
-        elif x.shape[0] == 1:
-            x = np.repeat(x, model.channels, axis=0)
-        else:
-            raise EncodecError(f"{path} has {x.shape[0]} channels; {model.name} needs {model.channels}")
-    if x.shape[1] == 0:
-        raise EncodecError(f"{path} holds no samples")
-    return np.ascontiguousarray(x[None], dtype=np.float32)
+    return convert_audio(wav, sample_rate, sample_rate, model.channels)[None].astype(np.float32, copy=False)
 
 
 # --------------------------------------------------------------------------- codec commands: shared parts
@@ -287,14 +271,6 @@ def _checked_bandwidth(config, bandwidth) -> float:
     if bandwidth not in config.target_bandwidths:
         raise UsageError(f"-b {bandwidth:g}: {config.name} supports {choices} kbps")
     return bandwidth
-
-
-def _read_input_audio(path, model) -> np.ndarray:
-    """Read an audio file and convert it to the model's rate and channels (``[C, T]`` float32)."""
-    from .audio import convert_audio, read_audio
-
-    wav, sample_rate = read_audio(path)
-    return convert_audio(wav, sample_rate, model.sample_rate, model.channels).astype(np.float32, copy=False)
 
 
 def _encode(args, model, path):

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .cli import _add_run_options, _load_codec, _read_input_audio, _say, _wants_bars
+from .cli import _add_run_options, _load_codec, _say, _wants_bars
 from .errors import EncodecError
 from .hub import ASSETS, EMBEDDED
+from .longfile import read_for_model
 
 DEMO_CLIP = ASSETS / "demo_speech_24k.flac"
 
@@ -123,7 +124,7 @@ def cmd_demo(args) -> int:
     if existing and not args.force:
         raise EncodecError(f"{out} already holds demo output ({', '.join(existing[:3])}...); "
                            "pass -f to overwrite it or choose another --out")
-    wav = _read_input_audio(src, model)
+    wav = read_for_model(src, model)
     bar = _bar(args, len(model.target_bandwidths))
     try:
         rows = run_demo(model, wav, bar)

@@ -21,14 +21,16 @@ from typing import List, Tuple
 import numpy as np
 
 from .audio import AudioWriter, audio_info, convert_audio, read_audio, read_blocks, write_audio
+from .ecdc import _report
 from .errors import EncodecError
 
 Frame = Tuple[np.ndarray, object]
 
 
-def _report(progress, stage: str, done: int, total: int) -> None:
-    if progress is not None:
-        progress(stage, done, total)
+def read_for_model(path, model) -> np.ndarray:
+    """A whole audio file converted to the model's rate and channels: ``[C, T]`` float32."""
+    wav, sample_rate = read_audio(path)
+    return convert_audio(wav, sample_rate, model.sample_rate, model.channels).astype(np.float32, copy=False)
 
 
 def streams_file(model, sample_rate: int, samples: int) -> bool:
@@ -48,8 +50,7 @@ def encode_file(model, path, progress=None) -> Tuple[List[Frame], int]:
 
     sample_rate, _, frames = audio_info(path)
     if not streams_file(model, sample_rate, frames):
-        wav, sample_rate = read_audio(path)
-        wav = convert_audio(wav, sample_rate, model.sample_rate, model.channels).astype(np.float32, copy=False)
+        wav = read_for_model(path, model)
         return ecdc.encode_frames(model, wav, progress), wav.shape[-1]
     from .streaming import StreamingEncoder
 
