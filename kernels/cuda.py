@@ -66,7 +66,7 @@ def _launch(kernel, work: int, *args) -> None:
 def to_device(x):
     """``x`` as a C-contiguous device array: NumPy arrays are uploaded, device arrays pass through."""
     if isinstance(x, np.ndarray) or not hasattr(x, "copy_to_host"):
-        return cuda.to_device(np.ascontiguousarray(x))
+        return _upload(x)
     if not x.is_c_contiguous():
         raise ValueError(f"device array of shape {x.shape} is not C-contiguous; this backend's ops "
                          "take and return contiguous arrays (copy it to the host and back)")
@@ -106,7 +106,17 @@ def _cached(build, dtype, *arrays):
     return hit
 
 
-def _upload(a):
+def _upload(a, dtype=None):
+    """``a`` (as ``dtype``) on the device, with the standard C strides of its shape.
+
+    NumPy calls an array C-contiguous whatever the strides of its size-1 axes
+    (``w[:, :, None]``, a transpose with one bin), and ``cuda.to_device`` keeps them;
+    numba-cuda on a real GPU then sees a non-contiguous array (seen on an H200).
+    """
+    a = np.asarray(a, dtype)
+    standard = tuple(a.itemsize * math.prod(a.shape[i + 1:]) for i in range(a.ndim))
+    if not a.flags.c_contiguous or a.strides != standard:
+        a = np.array(a, order="C", copy=True)
     return cuda.to_device(a)
 
 
@@ -407,8 +417,7 @@ def _lstm_step(gates, w_hh_t, t, h_prev, h_next, c, out):
 
 def _lstm_weights(w_ih, w_hh, b_ih, b_hh):
     """Device (w_ih as a 1x1 conv [4H, C, 1], b_ih + b_hh [4H], w_hh transposed [H, 4H])."""
-    return (cuda.to_device(w_ih[:, :, None]), cuda.to_device(b_ih + b_hh),
-            cuda.to_device(np.ascontiguousarray(w_hh.T)))
+    return _upload(w_ih[:, :, None]), _upload(b_ih + b_hh), _upload(w_hh.T)
 
 
 def lstm(x, layers, state=None):
@@ -429,7 +438,7 @@ def lstm(x, layers, state=None):
         if state is None:
             h, c = _zeros((batch, hidden), seq.dtype), _zeros((batch, hidden), seq.dtype)
         else:  # copies: the caller's state is not modified
-            h, c = (cuda.to_device(np.array(to_host(s), seq.dtype)) for s in state[li])
+            h, c = (_upload(to_host(s), seq.dtype) for s in state[li])
         h_next = cuda.device_array_like(h)
         out = cuda.device_array((batch, hidden, steps), seq.dtype)
         for t in range(steps):
@@ -495,8 +504,7 @@ def _rvq_encode(residual, books_t, e_sq, codes):
 def _codebook_tables(codebooks):
     """Device (codebooks [Q, bins, D], transposed [Q, D, bins], norms [Q, bins] exactly as the reference)."""
     norms = np.stack([(book ** 2).sum(1) for book in codebooks])
-    return (cuda.to_device(codebooks), cuda.to_device(np.ascontiguousarray(codebooks.transpose(0, 2, 1))),
-            cuda.to_device(norms))
+    return _upload(codebooks), _upload(codebooks.transpose(0, 2, 1)), _upload(norms)
 
 
 def rvq_encode(x, codebooks):
@@ -543,7 +551,7 @@ def rvq_decode(codes, codebooks):
     codes : [Q, N] (NumPy or device); codebooks : [>= Q, bins, D] NumPy → [N, D] (device).
     """
     books = _cached(_codebook_tables, codebooks.dtype, codebooks)[0]
-    codes = cuda.to_device(np.ascontiguousarray(codes, np.int64)) if isinstance(codes, np.ndarray) else codes
+    codes = _upload(codes, np.int64) if isinstance(codes, np.ndarray) else codes
     out = cuda.device_array((codes.shape[1], codebooks.shape[2]), codebooks.dtype)
     _launch(_rvq_decode, out.size, codes, books, out)
     return out
