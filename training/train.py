@@ -70,7 +70,7 @@ def train_step(model, mel_loss, opt, x: torch.Tensor, bandwidth: float | None) -
     """One optimizer step; ``bandwidth=None`` bypasses the quantizer (auto-encoder warm-up)."""
     emb = model.encoder(x)
     if bandwidth is None:
-        quantized, l_w = emb, torch.zeros(())
+        quantized, l_w = emb, torch.zeros((), device=x.device)
     else:
         q = model.quantizer(emb, model.frame_rate, bandwidth)
         quantized, l_w = q.quantized, q.penalty.mean()
@@ -95,6 +95,7 @@ def main(argv=None) -> int:
     p.add_argument("--seconds", type=float, default=1.0, help="crop length")
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cuda (data stays on the CPU)")
     p.add_argument("--save-every", type=int, default=100)
     p.add_argument("--warmup-steps", type=int, default=550,
                    help="first steps without the quantizer: an untrained encoder's output barely varies "
@@ -108,10 +109,10 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     config = encodec_np_small_24khz()
-    model = build_torch_model(config)
+    model = build_torch_model(config).to(args.device)
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.5, 0.9))  # the paper's
-    mel_loss = MelLoss(config.sample_rate)
+    mel_loss = MelLoss(config.sample_rate).to(args.device)
     crops = Crops(args.data, "train", seed=args.seed)
     print(f"{crops.hours:.2f} h of training audio, "
           f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters", flush=True)
@@ -120,11 +121,11 @@ def main(argv=None) -> int:
     ckpt_path = args.run / "checkpoint.pt"
     step, elapsed = 0, 0.0
     if ckpt_path.exists():
-        state = torch.load(ckpt_path, weights_only=False)
+        state = torch.load(ckpt_path, map_location=args.device, weights_only=False)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         step, elapsed = state["step"], state["elapsed"]
-        torch.set_rng_state(state["torch_rng"])
+        torch.set_rng_state(state["torch_rng"].cpu())
         crops.rng.bit_generator.state = state["np_rng"]
         print(f"resumed at step {step} ({elapsed / 60:.1f} min trained)", flush=True)
     elif args.init is not None:
@@ -150,7 +151,7 @@ def main(argv=None) -> int:
         if args.max_steps is not None and step >= args.max_steps:
             break
         bw = float(rng.choice(bandwidths)) if step >= args.warmup_steps else None
-        x = torch.from_numpy(crops.batch(args.batch, length))
+        x = torch.from_numpy(crops.batch(args.batch, length)).to(args.device)
         t0 = time.time()
         stats = train_step(model, mel_loss, opt, x, bw)
         step += 1
