@@ -97,3 +97,16 @@ def test_float16_export_keeps_out_of_range_tensors(tmp_path):
     assert loaded.params["encoder.model.0.conv.conv.weight"].dtype == np.float32
     np.testing.assert_array_equal(loaded.params["encoder.model.0.conv.conv.weight"],
                                   model.params["encoder.model.0.conv.conv.weight"].astype(np.float16).astype(np.float32))
+
+
+def test_a_new_run_starts_from_another_runs_checkpoint(trained, tmp_path):
+    import torch
+    from train import initial_state
+
+    torch_model, _ = trained
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"model": torch_model.state_dict(), "opt": {}, "step": 3}, path)
+    state = initial_state(path)
+    assert state.keys() == torch_model.state_dict().keys()
+    for key, value in torch_model.state_dict().items():  # EMA statistics included, unchanged
+        assert torch.equal(state[key], value), key

@@ -50,12 +50,18 @@ def save(path: Path, model, opt, step: int, elapsed: float, crops: Crops) -> Non
 
 
 def initial_state(path) -> dict:
-    """An official state dict from encodec-np weights, with EMA statistics that keep the codebooks.
+    """The official state dict to start a new run from.
 
-    Each code gets a cluster size of 2 (the dead-code threshold) and the matching
-    ``embed_avg``, so the first EMA update neither rescales nor expires the codes.
+    ``path`` is another run's ``checkpoint.pt`` (its model, EMA statistics
+    included; the optimizer starts afresh) or encodec-np weights. Those carry no
+    EMA statistics: each code gets a cluster size of 2 (the dead-code threshold)
+    and the matching ``embed_avg``, so the first EMA update neither rescales nor
+    expires the codes.
     """
     from encodec_np.checkpoint import read_checkpoint, to_official_state
+
+    if Path(path).suffix == ".pt":
+        return torch.load(path, map_location="cpu", weights_only=True)["model"]
 
     config, params = read_checkpoint(path)
     state = {k: torch.from_numpy(np.array(v, dtype=np.float32)) for k, v in to_official_state(params, config).items()}
@@ -102,8 +108,8 @@ def main(argv=None) -> int:
                         "in time, so k-means on it gives identical codes and the codec collapses")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init", type=Path, default=None,
-                   help="start from these weights (e.g. the shipped .safetensors) when RUN has no checkpoint: "
-                        "training continues across machines without the optimizer state")
+                   help="start from these weights when RUN has no checkpoint: the shipped .safetensors or "
+                        "another run's checkpoint.pt (e.g. one trained on a GPU); the optimizer starts afresh")
     args = p.parse_args(argv)
 
     torch.set_num_threads(args.threads)
