@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -62,6 +63,18 @@ def _existing_file(path) -> Path:
     return path
 
 
+@contextmanager
+def _readable(path):
+    """Turn libsndfile's errors while reading ``path`` into one :class:`EncodecError`."""
+    import soundfile as sf
+
+    try:
+        yield
+    except (RuntimeError, sf.SoundFileError, ValueError, TypeError) as exc:
+        raise EncodecError(f"{path}: unreadable audio file ({exc}); "
+                           "formats read: WAV, FLAC, OGG and the others libsndfile supports") from exc
+
+
 def read_audio(path) -> tuple[np.ndarray, int]:
     """Read an audio file as ``(wav [C, T] float32, sample_rate)``.
 
@@ -78,11 +91,8 @@ def read_audio(path) -> tuple[np.ndarray, int]:
     import soundfile as sf
 
     path = _existing_file(path)
-    try:
+    with _readable(path):
         data, sample_rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except (RuntimeError, sf.SoundFileError, ValueError, TypeError) as exc:
-        raise EncodecError(f"{path}: unreadable audio file ({exc}); "
-                           "formats read: WAV, FLAC, OGG and the others libsndfile supports") from exc
     if data.shape[0] == 0:
         raise EncodecError(f"{path} holds no samples")
     if not np.isfinite(data).all():
@@ -208,11 +218,8 @@ def audio_info(path) -> tuple[int, int, int]:
     import soundfile as sf
 
     path = _existing_file(path)
-    try:
+    with _readable(path):
         info = sf.info(str(path))
-    except (RuntimeError, sf.SoundFileError, ValueError, TypeError) as exc:
-        raise EncodecError(f"{path}: unreadable audio file ({exc}); "
-                           "formats read: WAV, FLAC, OGG and the others libsndfile supports") from exc
     if info.frames <= 0:
         raise EncodecError(f"{path} holds no samples")
     return int(info.samplerate), int(info.channels), int(info.frames)
@@ -227,9 +234,12 @@ def read_blocks(path, block: int) -> Iterator[np.ndarray]:
 
     path = _existing_file(path)
     done = 0
-    with sf.SoundFile(str(path)) as f:
+    with _readable(path):
+        f = sf.SoundFile(str(path))
+    with f:
         while True:
-            data = f.read(block, dtype="float32", always_2d=True)
+            with _readable(path):  # a file can be corrupt past its header
+                data = f.read(block, dtype="float32", always_2d=True)
             if data.shape[0] == 0:
                 break
             if not np.isfinite(data).all():

@@ -309,17 +309,18 @@ def _subtype(args) -> str:
 def _write_wav(args, path, wav, sample_rate) -> str:
     from .audio import write_audio
 
-    write_audio(path, wav, sample_rate, rescale=args.rescale, subtype=_subtype(args))
-    return _subtype(args)
+    subtype = _subtype(args)
+    write_audio(path, wav, sample_rate, rescale=args.rescale, subtype=subtype)
+    return subtype
 
 
 def _decode_to_file(args, model, frames, audio_length: int, path, progress) -> tuple[int, str]:
     """Decode into ``path`` (long outputs chunk by chunk): ``(samples written, subtype)``."""
     from .longfile import decode_to_file
 
-    n = decode_to_file(model, frames, audio_length, path, subtype=_subtype(args), rescale=args.rescale,
-                       progress=progress)
-    return n, _subtype(args)
+    subtype = _subtype(args)
+    return decode_to_file(model, frames, audio_length, path, subtype=subtype, rescale=args.rescale,
+                          progress=progress), subtype
 
 
 def _kbps(nbytes: int, samples: int, sample_rate: int) -> float:

@@ -92,8 +92,7 @@ def decode_to_file(model, frames: List[Frame], audio_length: int, path, *, subty
     dec = StreamingDecoder(model)
     written = 0
     with AudioWriter(path, model.sample_rate, model.channels, subtype=subtype) as writer:
-        for i in range(total + 1):
-            y = dec.push(codes[..., i * step:(i + 1) * step]) if i < total else dec.flush()
+        for i, y in enumerate(dec.chunks(codes, step)):
             y = np.ascontiguousarray(y[0, :, :max(0, int(audio_length) - written)], dtype=np.float32)
             if y.shape[-1]:
                 if not np.isfinite(y).all():

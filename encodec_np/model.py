@@ -287,8 +287,7 @@ class EncodecModel:
         step = max(1, step)
         chunks = -(-x.shape[-1] // step)
         out, filled = None, 0
-        for n in range(chunks + 1):
-            y = stream.push(x[:, :, n * step:(n + 1) * step]) if n < chunks else stream.flush()
+        for n, y in enumerate(stream.chunks(x, step)):
             if out is None:
                 out = np.empty(y.shape[:-1] + (total_out,), y.dtype)
             out[..., filled:filled + y.shape[-1]] = y

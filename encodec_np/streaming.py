@@ -273,6 +273,12 @@ class _Stream:
             self.net = _Sequence([_streaming(layer, model.params, model.ops) for layer in layers])
         self.closed = False
 
+    def chunks(self, x: np.ndarray, step: int):
+        """Push ``x [..., T]`` ``step`` at a time, then flush: yields the ``ceil(T / step) + 1`` outputs."""
+        for i in range(0, x.shape[-1], step):
+            yield self.push(x[..., i:i + step])
+        yield self.flush()
+
     def _check_open(self):
         if self.closed:
             raise EncodecError("this stream was flushed; create a new one to start another signal")

@@ -115,7 +115,7 @@ def _upload(a, dtype=None):
     """
     a = np.asarray(a, dtype)
     standard = tuple(a.itemsize * math.prod(a.shape[i + 1:]) for i in range(a.ndim))
-    if not a.flags.c_contiguous or a.strides != standard:
+    if a.strides != standard:
         a = np.array(a, order="C", copy=True)
     return cuda.to_device(a)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from encodec_np.audio import LIMIT, audio_format, convert_audio, read_audio, write_audio
+from encodec_np.audio import LIMIT, audio_format, audio_info, convert_audio, read_audio, read_blocks, write_audio
 from encodec_np.errors import EncodecError
 
 
@@ -78,15 +78,23 @@ def test_write_is_atomic_and_keeps_existing_file_on_failure(tmp_path):
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask
 
 
-def test_read_errors(tmp_path):
+def read_blocks_whole(path):
+    return np.concatenate(list(read_blocks(path, 3)), axis=-1)
+
+
+@pytest.mark.parametrize("read", [read_audio, audio_info, read_blocks_whole])
+def test_every_reader_gives_the_same_errors(tmp_path, read):
     with pytest.raises(FileNotFoundError):
-        read_audio(tmp_path / "missing.wav")
+        read(tmp_path / "missing.wav")
     bad = tmp_path / "bad.wav"
     bad.write_text("this is not audio")
     with pytest.raises(EncodecError, match="unreadable audio"):
-        read_audio(bad)
+        read(bad)
     with pytest.raises(EncodecError, match="folder"):
-        read_audio(tmp_path)
+        read(tmp_path)
+
+
+def test_read_errors(tmp_path):
     empty = tmp_path / "empty.wav"
     sf.write(str(empty), np.zeros((0, 1), np.float32), 8000)
     with pytest.raises(EncodecError, match="no samples"):
