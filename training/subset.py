@@ -1,4 +1,4 @@
-"""Copy a random, size-capped part of the training split into a new data root.
+"""Copy a random part of the training split, of about a given size, into a new data root.
 
 For training on a machine the whole corpus cannot travel to (the lent GPU
 machine takes 64 MiB with the code). Every source keeps the same share of its
@@ -19,20 +19,20 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from data import DEFAULT_ROOT  # noqa: E402
+from data import DEFAULT_ROOT, manifest  # noqa: E402
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("out", type=Path, help="new data root (gets manifest.csv and the copied files)")
     p.add_argument("--data", type=Path, default=DEFAULT_ROOT)
-    p.add_argument("--megabytes", type=float, required=True, help="size cap of the copied audio")
+    p.add_argument("--megabytes", type=float, required=True,
+                   help="about this many MB of audio (each source keeps at least one file, so small values overshoot)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
 
-    with open(args.data / "manifest.csv", newline="") as f:
-        reader = csv.DictReader(f)
-        fields, rows = reader.fieldnames, [r for r in reader if r["split"] == "train"]
+    rows = manifest(args.data, "train")
+    fields = list(rows[0])
     size = {r["file"]: (args.data / r["file"]).stat().st_size for r in rows}
     share = min(1.0, args.megabytes * 1e6 / sum(size.values()))
     by_source = defaultdict(list)
