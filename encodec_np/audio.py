@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Iterator
 
 import numpy as np
 
+from .config import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 from .errors import EncodecError
 from .fileutil import atomic_output
 
@@ -49,9 +51,51 @@ def _check_waveform(wav, what: str = "audio", ndims=(2,)) -> np.ndarray:
 
 
 def _check_rate(rate, what: str) -> int:
-    if isinstance(rate, (bool, np.bool_)) or not isinstance(rate, (int, np.integer)) or rate < 1:
-        raise EncodecError(f"{what} must be a positive integer (Hz), got {rate!r}")
+    if isinstance(rate, (bool, np.bool_)) or not isinstance(rate, (int, np.integer)) \
+            or not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise EncodecError(f"{what} must be an integer from {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz, "
+                           f"got {rate!r:.40}")
     return int(rate)
+
+
+# libsndfile logs a chunk whose size runs past the end of the file as "data : 200 (should be 100)".
+_SHORT_CHUNK = re.compile(r"^\s*(data|SSND|RIFF|riff|FORM)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.M)
+_PLACEHOLDER = 0xFFFFFF00  # sizes a streaming writer leaves for "unknown" (0xFFFFFFFF and near)
+
+
+def _check_complete(path, info, frames_read: int | None = None) -> None:
+    """Raise if the file holds fewer samples than its header says (a truncated file).
+
+    libsndfile clamps a too-large data chunk to the bytes present and logs it;
+    FLAC and others report the declared count in ``frames``, so fewer samples
+    read than that is the other sign.
+    """
+    declared, present = int(info.frames), int(info.frames) if frames_read is None else frames_read
+    sizes = {name: (int(claimed), int(actual)) for name, claimed, actual in _SHORT_CHUNK.findall(info.extra_info)}
+    for name in ("data", "SSND", "RIFF", "riff", "FORM"):
+        if name in sizes:
+            claimed, actual = sizes[name]
+            if claimed > actual and claimed < _PLACEHOLDER and actual > 0:
+                declared = max(declared, round(int(info.frames) * claimed / actual))
+            break
+    if declared > present:
+        raise EncodecError(f"{path}: the header says {declared} samples per channel but the file holds only "
+                           f"{present} (truncated or damaged); repair it (e.g. sox in.wav out.wav keeps the "
+                           "samples present) and try again")
+
+
+def _check_file_rate(path, sample_rate: int) -> None:
+    if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+        raise EncodecError(f"{path}: sample rate {sample_rate} Hz is outside {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz "
+                           "(a damaged header?); resample it to a common rate first")
+
+
+def warn_if_over_range(wav: np.ndarray, what) -> None:
+    """One :class:`UserWarning` when input audio peaks above 1.0 (the model expects [-1, 1])."""
+    peak = float(np.abs(wav).max()) if wav.size else 0.0
+    if peak > 1.0:
+        warnings.warn(f"{what} peaks at {peak:.3g}, beyond [-1, 1]: the codec expects full scale at 1.0, "
+                      "so the result will be distorted; scale the input down first", UserWarning, stacklevel=2)
 
 
 def _existing_file(path) -> Path:
@@ -86,13 +130,19 @@ def read_audio(path) -> tuple[np.ndarray, int]:
     FileNotFoundError
         ``path`` does not exist.
     EncodecError
-        Not a readable audio file, no samples, or NaN/Inf samples.
+        Not a readable audio file, fewer samples than its header says,
+        a sample rate outside 1 kHz..1 MHz, no samples, or NaN/Inf samples.
     """
     import soundfile as sf
 
     path = _existing_file(path)
     with _readable(path):
-        data, sample_rate = sf.read(str(path), dtype="float32", always_2d=True)
+        with sf.SoundFile(str(path)) as f:
+            _check_file_rate(path, f.samplerate)
+            _check_complete(path, sf.info(str(path)))
+            data = f.read(dtype="float32", always_2d=True)
+            sample_rate = f.samplerate
+            _check_complete(path, sf.info(str(path)), data.shape[0])
     if data.shape[0] == 0:
         raise EncodecError(f"{path} holds no samples")
     if not np.isfinite(data).all():
@@ -220,6 +270,8 @@ def audio_info(path) -> tuple[int, int, int]:
     path = _existing_file(path)
     with _readable(path):
         info = sf.info(str(path))
+    _check_file_rate(path, info.samplerate)
+    _check_complete(path, info)
     if info.frames <= 0:
         raise EncodecError(f"{path} holds no samples")
     return int(info.samplerate), int(info.channels), int(info.frames)
@@ -236,11 +288,15 @@ def read_blocks(path, block: int) -> Iterator[np.ndarray]:
     done = 0
     with _readable(path):
         f = sf.SoundFile(str(path))
+        info = sf.info(str(path))
     with f:
+        _check_file_rate(path, f.samplerate)
+        _check_complete(path, info)
         while True:
             with _readable(path):  # a file can be corrupt past its header
                 data = f.read(block, dtype="float32", always_2d=True)
             if data.shape[0] == 0:
+                _check_complete(path, info, done)
                 break
             if not np.isfinite(data).all():
                 raise EncodecError(f"{path} contains NaN or Inf samples (after {done} samples); clean the file first")

@@ -4,139 +4,29 @@ All three end up as the same canonical parameter dict (official names, weight
 norm folded, codebooks stacked under ``quantizer.codebooks``) plus an
 :class:`~encodec_np.config.EncodecConfig`.
 
-Meta's ``.th`` is a zip holding ``<root>/data.pkl`` and ``<root>/data/<key>``
-storages. :class:`SafeUnpickler` resolves only the handful of globals a state
-dict needs; any other global (``os.system``, ``builtins.eval`` ...) is refused
-before it can run.
+Meta's ``.th`` files are read by :mod:`encodec_np.torchfile` (no code from
+the file ever runs, no size in it is trusted). Every reader ends in
+:func:`check_weights` (floating dtypes, finite values), and every config,
+whatever its source, passes the range checks of :mod:`encodec_np.config`.
 """
 from __future__ import annotations
 
 import json
-import pickle
+import math
 import re
-import zipfile
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 
 from . import config as cfgmod
 from .config import EncodecConfig, RVQConfig, SEANetConfig
-from .errors import CheckpointError
+from .errors import CheckpointError, EncodecError
+from .model import EncodecModel, check_weights
 from .quantization import CODEBOOKS
 from .seanet import ConvTranspose, decoder_layers
+from .torchfile import SafeUnpickler, read_torch_state  # noqa: F401  (public here since 0.1)
 
 FORMAT_KEY = "encodec_np_config"
-
-# torch storage class name → NumPy dtype
-_STORAGE_DTYPES = {
-    "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
-    "BFloat16Storage": None, "LongStorage": np.int64, "IntStorage": np.int32,
-    "ShortStorage": np.int16, "CharStorage": np.int8, "ByteStorage": np.uint8, "BoolStorage": np.bool_,
-}
-
-
-class _StorageType:
-    """Stand-in for ``torch.FloatStorage`` & co: only its dtype matters."""
-
-    def __init__(self, name: str):
-        self.name = name
-        self.dtype = _STORAGE_DTYPES[name]
-
-
-def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False,
-                       backward_hooks=None, metadata=None):
-    if not size:
-        return storage[storage_offset:storage_offset + 1].reshape(()).copy()
-    itemsize = storage.dtype.itemsize
-    needed = storage_offset + 1 + sum((s - 1) * st for s, st in zip(size, stride))
-    if min(size) > 0 and needed > storage.size:
-        raise CheckpointError(f"tensor of size {tuple(size)} overruns its storage of {storage.size} items")
-    return np.lib.stride_tricks.as_strided(
-        storage[storage_offset:], shape=tuple(size), strides=tuple(s * itemsize for s in stride)).copy()
-
-
-def _rebuild_parameter(data, requires_grad=False, backward_hooks=None):
-    return data
-
-
-class SafeUnpickler(pickle.Unpickler):
-    """Unpickler for torch state dicts that resolves an allow-list of globals only."""
-
-    ALLOWED = {
-        ("collections", "OrderedDict"): OrderedDict,
-        ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
-        ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-    }
-
-    def __init__(self, file, storages: dict):
-        super().__init__(file)
-        self._storages = storages
-
-    def find_class(self, module, name):
-        if (module, name) in self.ALLOWED:
-            return self.ALLOWED[(module, name)]
-        if module == "torch" and name in _STORAGE_DTYPES:
-            return _StorageType(name)
-        raise CheckpointError(f"refusing to load {module}.{name} from the checkpoint: only tensors "
-                              "and ordered dicts are allowed (the file may be malicious or not a state dict)")
-
-    def persistent_load(self, pid):
-        if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
-            raise CheckpointError(f"unsupported persistent id in checkpoint: {pid!r:.80}")
-        storage_type, key, _location, numel = pid[1], str(pid[2]), pid[3], pid[4]
-        if not isinstance(storage_type, _StorageType) or storage_type.dtype is None:
-            raise CheckpointError(f"unsupported tensor storage type {getattr(storage_type, 'name', storage_type)!r}")
-        return self._storages(key, storage_type.dtype, numel)
-
-
-def read_torch_state(path) -> dict[str, np.ndarray]:
-    """Read a PyTorch zip checkpoint (``torch.save`` of a state dict) into NumPy arrays.
-
-    Never executes code from the file: see :class:`SafeUnpickler`.
-    """
-    path = Path(path)
-    try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise CheckpointError(f"{path} is not a PyTorch zip checkpoint ({exc}); "
-                              "legacy (pre-1.6) torch files are not supported: re-save with torch.save") from exc
-    with archive:
-        names = archive.namelist()
-        pkl = [n for n in names if n.endswith("/data.pkl") or n == "data.pkl"]
-        if len(pkl) != 1:
-            raise CheckpointError(f"{path}: expected one data.pkl in the archive, found {len(pkl)}")
-        root = pkl[0][:-len("data.pkl")]
-        byteorder = "little"
-        if root + "byteorder" in names:
-            byteorder = archive.read(root + "byteorder").decode().strip()
-        cache: dict = {}
-
-        def storage(key, dtype, numel):
-            if key not in cache:
-                entry = f"{root}data/{key}"
-                if entry not in names:
-                    raise CheckpointError(f"{path}: storage {key} is missing from the archive (truncated file?)")
-                raw = archive.read(entry)
-                dt = np.dtype(dtype).newbyteorder("<" if byteorder == "little" else ">")
-                if len(raw) < numel * dt.itemsize:
-                    raise CheckpointError(f"{path}: storage {key} holds {len(raw)} bytes, "
-                                          f"needs {numel * dt.itemsize} (truncated file?)")
-                cache[key] = np.frombuffer(raw, dtype=dt, count=numel).astype(dtype)
-            return cache[key]
-
-        import io
-        try:
-            state = SafeUnpickler(io.BytesIO(archive.read(pkl[0])), storage).load()
-        except CheckpointError:
-            raise
-        except Exception as exc:
-            raise CheckpointError(f"{path}: corrupt checkpoint pickle ({type(exc).__name__}: {exc})") from exc
-    if isinstance(state, dict) and "best_state" in state and isinstance(state["best_state"], dict):
-        state = state["best_state"]  # training checkpoints wrap the weights
-    if not isinstance(state, dict) or not all(isinstance(v, np.ndarray) for v in state.values()):
-        raise CheckpointError(f"{path} does not hold a flat state dict of tensors")
-    return dict(state)
 
 
 # --------------------------------------------------------------------------- weight norm & names
@@ -173,6 +63,7 @@ def hf_to_official(key: str, convtr_prefixes: set[str]) -> str:
 
 def canonicalize(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Official-named state → canonical params: fold weight norm, stack codebooks, drop buffers."""
+    check_weights({k: v for k, v in state.items() if not _UNUSED.search(k)})
     params, codebooks = {}, {}
     for key, value in state.items():
         if _UNUSED.search(key):
@@ -248,33 +139,122 @@ def to_official_state(params: dict[str, np.ndarray], config: EncodecConfig) -> d
     return state
 
 
+#: config.json files larger than this are refused (Meta's: ~2 kB).
+MAX_CONFIG_BYTES = 1 << 20
+
+
+def _hf_value(hf: dict, key: str, default, kind):
+    """``hf[key]`` (or ``default``) checked to be a JSON value of ``kind`` (int, float, bool, str, list)."""
+    value = hf.get(key, default)
+    if value is None and default is None:
+        return None
+    if kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    elif kind is int:  # JSON writers sometimes spell 24000 as 24000.0
+        ok = (isinstance(value, int) and not isinstance(value, bool)) or \
+             (isinstance(value, float) and math.isfinite(value) and value.is_integer())
+    else:
+        ok = isinstance(value, kind)
+    if not ok:
+        raise CheckpointError(f"invalid Hugging Face config.json: {key} must be {kind.__name__}, "
+                              f"got {value!r:.60}")
+    return int(value) if kind is int else value
+
+
+def _hf_numbers(hf: dict, key: str, default, kind, most: int) -> tuple:
+    values = _hf_value(hf, key, default, list) if key in hf else list(default)
+    if len(values) > most:
+        raise CheckpointError(f"invalid Hugging Face config.json: {key} has {len(values)} entries "
+                              f"(at most {most})")
+    return tuple(_hf_value({key: v}, key, 0, kind) for v in values)
+
+
 def config_from_hf(hf: dict) -> EncodecConfig:
-    """Build a config from a Hugging Face ``EncodecConfig`` ``config.json``."""
+    """Build a config from a Hugging Face ``EncodecConfig`` ``config.json``.
+
+    Every field is type-checked here and range-checked by the config classes
+    before anything is sized from it. The number of codebooks follows from
+    the largest bandwidth with ``log2(codebook_size)`` bits per code (11 for
+    MusicGen's 2048-entry codebooks).
+
+    Parameters
+    ----------
+    hf : dict
+        The parsed ``config.json``.
+
+    Raises
+    ------
+    CheckpointError
+        A field is missing, of the wrong type or out of range.
+    """
+    if not isinstance(hf, dict):
+        raise CheckpointError(f"invalid Hugging Face config.json: expected an object, got {type(hf).__name__}")
     try:
-        sr = int(hf["sampling_rate"])
+        sr = _hf_value(hf, "sampling_rate", 0, int) if "sampling_rate" in hf else None
+        if sr is None:
+            raise CheckpointError("invalid Hugging Face config.json: sampling_rate is missing")
+        if not cfgmod.MIN_SAMPLE_RATE <= sr <= cfgmod.MAX_SAMPLE_RATE:
+            raise CheckpointError(f"invalid Hugging Face config.json: sampling_rate {sr} is outside "
+                                  f"{cfgmod.MIN_SAMPLE_RATE}..{cfgmod.MAX_SAMPLE_RATE} Hz")
         seanet = SEANetConfig(
-            channels=int(hf.get("audio_channels", 1)), dimension=int(hf.get("hidden_size", 128)),
-            n_filters=int(hf.get("num_filters", 32)), n_residual_layers=int(hf.get("num_residual_layers", 1)),
-            ratios=tuple(int(r) for r in hf.get("upsampling_ratios", (8, 5, 4, 2))),
-            norm=hf.get("norm_type", "weight_norm"), kernel_size=int(hf.get("kernel_size", 7)),
-            last_kernel_size=int(hf.get("last_kernel_size", 7)),
-            residual_kernel_size=int(hf.get("residual_kernel_size", 3)),
-            dilation_base=int(hf.get("dilation_growth_rate", 2)), causal=bool(hf.get("use_causal_conv", True)),
-            pad_mode=hf.get("pad_mode", "reflect"), true_skip=not hf.get("use_conv_shortcut", True),
-            compress=int(hf.get("compress", 2)), lstm=int(hf.get("num_lstm_layers", 2)),
-            trim_right_ratio=float(hf.get("trim_right_ratio", 1.0)))
-        bandwidths = tuple(float(b) for b in hf["target_bandwidths"])
+            channels=_hf_value(hf, "audio_channels", 1, int), dimension=_hf_value(hf, "hidden_size", 128, int),
+            n_filters=_hf_value(hf, "num_filters", 32, int),
+            n_residual_layers=_hf_value(hf, "num_residual_layers", 1, int),
+            ratios=_hf_numbers(hf, "upsampling_ratios", (8, 5, 4, 2), int, 16),
+            norm=_hf_value(hf, "norm_type", "weight_norm", str), kernel_size=_hf_value(hf, "kernel_size", 7, int),
+            last_kernel_size=_hf_value(hf, "last_kernel_size", 7, int),
+            residual_kernel_size=_hf_value(hf, "residual_kernel_size", 3, int),
+            dilation_base=_hf_value(hf, "dilation_growth_rate", 2, int),
+            causal=_hf_value(hf, "use_causal_conv", True, bool),
+            pad_mode=_hf_value(hf, "pad_mode", "reflect", str),
+            true_skip=not _hf_value(hf, "use_conv_shortcut", True, bool),
+            compress=_hf_value(hf, "compress", 2, int), lstm=_hf_value(hf, "num_lstm_layers", 2, int),
+            trim_right_ratio=float(_hf_value(hf, "trim_right_ratio", 1.0, float)))
+        if "target_bandwidths" not in hf:
+            raise CheckpointError("invalid Hugging Face config.json: target_bandwidths is missing")
+        bandwidths = tuple(float(b) for b in _hf_numbers(hf, "target_bandwidths", (), float, 64))
+        if not bandwidths:
+            raise CheckpointError("invalid Hugging Face config.json: target_bandwidths is empty")
+        bins = _hf_value(hf, "codebook_size", 1024, int)
+        if not 2 <= bins <= 1 << 16:
+            raise CheckpointError(f"invalid Hugging Face config.json: codebook_size {bins} is outside 2..65536")
         frame_rate = -(-sr // seanet.hop_length)
-        n_q = int(1000 * bandwidths[-1] // (frame_rate * 10))
-        quantizer = RVQConfig(dimension=int(hf.get("codebook_dim") or seanet.dimension), n_q=n_q,
-                              bins=int(hf.get("codebook_size", 1024)))
-        chunk = hf.get("chunk_length_s")
+        bits = math.ceil(math.log2(bins))
+        n_q = int(1000 * bandwidths[-1] // (frame_rate * bits))
+        quantizer = RVQConfig(dimension=_hf_value(hf, "codebook_dim", None, int) or seanet.dimension,
+                              n_q=n_q, bins=bins)
+        chunk = _hf_value(hf, "chunk_length_s", None, float)
+        overlap = _hf_value(hf, "overlap", None, float)
         name = {24000: "encodec_24khz", 48000: "encodec_48khz", 32000: "encodec_32khz"}.get(sr, "hf_encodec")
         return EncodecConfig(name=name, sample_rate=sr, seanet=seanet, quantizer=quantizer,
-                             target_bandwidths=bandwidths, normalize=bool(hf.get("normalize", False)),
-                             segment=float(chunk) if chunk else None, overlap=float(hf.get("overlap") or 0.01))
-    except (KeyError, TypeError, ValueError) as exc:
+                             target_bandwidths=bandwidths, normalize=_hf_value(hf, "normalize", False, bool),
+                             segment=float(chunk) if chunk else None,
+                             overlap=float(overlap) if overlap else 0.01)
+    except CheckpointError:
+        raise
+    except EncodecError as exc:
         raise CheckpointError(f"invalid Hugging Face config.json: {exc}") from exc
+
+
+def _read_json(path: Path, what: str):
+    """A small JSON file, parsed, or :class:`CheckpointError` (size-capped, UTF-8, depth-safe)."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise CheckpointError(f"{path} is missing or unreadable ({exc})") from exc
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise CheckpointError(f"{path}: {what} is larger than {MAX_CONFIG_BYTES} bytes; it is not a config")
+    return _parse_json(raw, f"{path}: {what}")
+
+
+def _parse_json(raw, what: str):
+    try:
+        return json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
+    except UnicodeDecodeError as exc:
+        raise CheckpointError(f"{what} is not UTF-8 text ({exc})") from exc
+    except (ValueError, RecursionError) as exc:
+        raise CheckpointError(f"{what} is not valid JSON ({type(exc).__name__}: {exc!s:.100})") from exc
 
 
 def read_hf(folder) -> tuple[EncodecConfig, dict[str, np.ndarray]]:
@@ -282,10 +262,11 @@ def read_hf(folder) -> tuple[EncodecConfig, dict[str, np.ndarray]]:
     from safetensors.numpy import load_file
 
     folder = Path(folder)
+    hf = _read_json(folder / "config.json", "config.json")
     try:
-        config = config_from_hf(json.loads((folder / "config.json").read_text()))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{folder}/config.json is missing or not JSON ({exc})") from exc
+        config = config_from_hf(hf)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{folder}: {exc}") from None
     weights = folder / "model.safetensors"
     if not weights.exists():
         raise CheckpointError(f"{weights} is missing (only safetensors weights are read)")
@@ -313,10 +294,15 @@ def read_ours(path) -> tuple[EncodecConfig, dict[str, np.ndarray]]:
         raise CheckpointError(f"{path}: unreadable safetensors file ({exc})") from exc
     params = _load_safetensors(path, load_file)
     if FORMAT_KEY in meta:
+        config = _parse_json(meta[FORMAT_KEY], f"{path}: the config metadata")
         try:
-            return EncodecConfig.from_dict(json.loads(meta[FORMAT_KEY])), params
-        except json.JSONDecodeError as exc:
-            raise CheckpointError(f"{path}: corrupt config metadata ({exc})") from exc
+            config = EncodecConfig.from_dict(config) if isinstance(config, dict) else None
+        except EncodecError as exc:
+            raise CheckpointError(f"{path}: corrupt config metadata ({exc})") from None
+        if config is None:
+            raise CheckpointError(f"{path}: corrupt config metadata (not a JSON object)")
+        check_weights(params)
+        return config, params
     # A bare official-named safetensors file (e.g. converted by other tools).
     canon = canonicalize(params)
     return infer_official_config(canon), canon
@@ -362,8 +348,6 @@ def load_model(path_or_name=None, *, backend: str = "auto", dtype="float32",
     threads : int, optional
         Threads per call (default: all cores); see :class:`~encodec_np.model.EncodecModel`.
     """
-    from .model import EncodecModel
-
     if path_or_name is None:
         from .hub import EMBEDDED
         path_or_name = EMBEDDED

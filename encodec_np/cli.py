@@ -108,9 +108,10 @@ def cmd_golden(args) -> int:
 
 def read_audio_for(model, path) -> np.ndarray:
     """Read an audio file as ``[1, model.channels, T]`` float32 (mono↔stereo as official, no resampling)."""
-    from .audio import convert_audio, read_audio
+    from .audio import convert_audio, read_audio, warn_if_over_range
 
     wav, sample_rate = read_audio(path)
+    warn_if_over_range(wav, path)
     if sample_rate != model.sample_rate:
         raise EncodecError(f"{path} is sampled at {sample_rate} Hz but {model.name} needs "
                            f"{model.sample_rate} Hz; resample it first")

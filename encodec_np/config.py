@@ -8,12 +8,57 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass
+
+import numpy as np
 
 from .errors import EncodecError
 
 NORMS = ("weight_norm", "time_group_norm", "none")
 PAD_MODES = ("reflect", "constant", "replicate")
+
+# Ranges every field is checked against, whatever the source (a preset, config=, a
+# checkpoint's metadata, a Hugging Face config.json): wide enough for every published
+# model and plausible custom ones, narrow enough that no value can ask for an absurd
+# allocation or loop before the weights are matched against it.
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1_000, 1_000_000
+MAX_WIDTH = 4096      # channels of any layer's input (n_filters, dimension)
+MAX_KERNEL = 255
+MAX_HOP = 1 << 16     # samples per frame (Meta's: 320)
+MAX_DILATION = 1024   # of the last residual unit
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and math.isfinite(value)
+
+
+def _check_int(obj, name: str, lo: int, hi: int) -> None:
+    value = getattr(obj, name)
+    if not _is_int(value) or not lo <= value <= hi:
+        raise EncodecError(f"{type(obj).__name__}.{name} must be an integer in {lo}..{hi}, got {value!r:.60}")
+
+
+def _check_real(obj, name: str, lo: float, hi: float) -> None:
+    value = getattr(obj, name)
+    if not _is_real(value) or not lo <= value <= hi:
+        raise EncodecError(f"{type(obj).__name__}.{name} must be a number in [{lo}, {hi}], got {value!r:.60}")
+
+
+def _check_bool(obj, name: str) -> None:
+    value = getattr(obj, name)
+    if not isinstance(value, (bool, np.bool_)):
+        raise EncodecError(f"{type(obj).__name__}.{name} must be true or false, got {value!r:.60}")
+
+
+def _check_choice(obj, name: str, choices: tuple) -> None:
+    value = getattr(obj, name)
+    if not isinstance(value, str) or value not in choices:
+        raise EncodecError(f"{type(obj).__name__}.{name} must be one of {choices}, got {value!r:.60}")
 
 
 @dataclass(frozen=True)
@@ -41,20 +86,29 @@ class SEANetConfig:
     trim_right_ratio: float = 1.0
 
     def __post_init__(self):
-        if self.norm not in NORMS:
-            raise EncodecError(f"norm must be one of {NORMS}, got {self.norm!r}")
-        if self.pad_mode not in PAD_MODES:
-            raise EncodecError(f"pad_mode must be one of {PAD_MODES}, got {self.pad_mode!r}")
+        for name, lo, hi in (("channels", 1, 64), ("dimension", 1, MAX_WIDTH), ("n_filters", 1, MAX_WIDTH),
+                             ("n_residual_layers", 0, 32), ("kernel_size", 1, MAX_KERNEL),
+                             ("last_kernel_size", 1, MAX_KERNEL), ("residual_kernel_size", 1, MAX_KERNEL),
+                             ("dilation_base", 1, 16), ("compress", 1, 64), ("lstm", 0, 16)):
+            _check_int(self, name, lo, hi)
+        for name in ("causal", "true_skip"):
+            _check_bool(self, name)
+        _check_choice(self, "norm", NORMS)
+        _check_choice(self, "pad_mode", PAD_MODES)
+        ratios = self.ratios
+        if not isinstance(ratios, tuple) or not 1 <= len(ratios) <= 16 \
+                or not all(_is_int(r) and 1 <= r <= 1024 for r in ratios):
+            raise EncodecError(f"ratios must be a tuple of 1 to 16 integers in 1..1024, got {ratios!r:.100}")
+        if math.prod(ratios) > MAX_HOP:
+            raise EncodecError(f"ratios {ratios} give a hop of {math.prod(ratios)} samples; the limit is {MAX_HOP}")
+        if self.dilation_base ** max(0, self.n_residual_layers - 1) > MAX_DILATION:
+            raise EncodecError(f"dilation_base {self.dilation_base} over {self.n_residual_layers} residual layers "
+                               f"dilates beyond {MAX_DILATION}; use fewer layers or a smaller base")
+        _check_real(self, "trim_right_ratio", 0.0, 1.0)
         if self.causal and self.norm == "time_group_norm":
             raise EncodecError("time_group_norm is not causal; use causal=False or weight_norm")
         if not self.causal and self.trim_right_ratio != 1.0:
             raise EncodecError("trim_right_ratio != 1 only makes sense for causal models")
-        if not 0.0 <= self.trim_right_ratio <= 1.0:
-            raise EncodecError("trim_right_ratio must lie in [0, 1]")
-        if self.channels < 1 or self.n_filters < 1 or self.dimension < 1:
-            raise EncodecError("channels, n_filters and dimension must be positive")
-        if not self.ratios or any(r < 1 for r in self.ratios):
-            raise EncodecError(f"ratios must be positive integers, got {self.ratios}")
 
     @property
     def hop_length(self) -> int:
@@ -71,10 +125,11 @@ class RVQConfig:
     bins: int = 1024
 
     def __post_init__(self):
-        if self.bins < 2 or self.bins & (self.bins - 1):
+        _check_int(self, "dimension", 1, MAX_WIDTH)
+        _check_int(self, "n_q", 1, 1024)
+        _check_int(self, "bins", 2, 1 << 16)
+        if self.bins & (self.bins - 1):
             raise EncodecError(f"quantizer bins must be a power of 2, got {self.bins}")
-        if self.n_q < 1:
-            raise EncodecError(f"n_q must be >= 1, got {self.n_q}")
 
     @property
     def bits_per_codebook(self) -> int:
@@ -99,11 +154,25 @@ class EncodecConfig:
     overlap: float = 0.01
 
     def __post_init__(self):
+        if not isinstance(self.name, str) or not 1 <= len(self.name) <= 200:
+            raise EncodecError(f"name must be a string of 1 to 200 characters, got {self.name!r:.100}")
+        if not isinstance(self.seanet, SEANetConfig) or not isinstance(self.quantizer, RVQConfig):
+            raise EncodecError("seanet and quantizer must be a SEANetConfig and an RVQConfig")
+        _check_int(self, "sample_rate", MIN_SAMPLE_RATE, MAX_SAMPLE_RATE)
+        bandwidths = self.target_bandwidths
+        if not isinstance(bandwidths, tuple) or not 1 <= len(bandwidths) <= 64 \
+                or not all(_is_real(b) and 0 < b <= 10_000 for b in bandwidths):
+            raise EncodecError("target_bandwidths must be a tuple of 1 to 64 bandwidths in kbps, each in "
+                               f"(0, 10000], got {bandwidths!r:.100}")
+        _check_bool(self, "normalize")
+        if self.segment is not None:
+            _check_real(self, "segment", 0.0, 3600.0)
+            if self.segment * self.sample_rate < 1:
+                raise EncodecError(f"segment {self.segment} s is shorter than one sample")
+        _check_real(self, "overlap", 0.0, 0.99)
         if self.seanet.dimension != self.quantizer.dimension:
             raise EncodecError("SEANet dimension and quantizer dimension differ "
                                f"({self.seanet.dimension} vs {self.quantizer.dimension})")
-        if self.sample_rate < 1:
-            raise EncodecError(f"sample_rate must be positive, got {self.sample_rate}")
 
     @property
     def channels(self) -> int:
@@ -135,10 +204,13 @@ class EncodecConfig:
         try:
             d = dict(d)
             seanet = dict(d.pop("seanet"))
-            seanet["ratios"] = tuple(seanet["ratios"])
+            ratios, bandwidths = seanet.get("ratios"), d.pop("target_bandwidths")
+            if not isinstance(ratios, (list, tuple)) or not isinstance(bandwidths, (list, tuple)):
+                raise TypeError("ratios and target_bandwidths must be lists")
+            seanet["ratios"] = tuple(ratios)
             return cls(seanet=SEANetConfig(**seanet), quantizer=RVQConfig(**d.pop("quantizer")),
-                       target_bandwidths=tuple(float(b) for b in d.pop("target_bandwidths")), **d)
-        except (KeyError, TypeError) as exc:
+                       target_bandwidths=tuple(float(b) if _is_real(b) else b for b in bandwidths), **d)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise EncodecError(f"invalid model configuration: {exc}") from exc
 
 

@@ -638,15 +638,15 @@ def decode_codes(fo: tp.IO[bytes], lm: LMModel, num_codebooks: int, num_frames: 
     if T < 0:
         raise EncodecError(f"num_frames must be >= 0, got {num_frames}")
     state = lm.initial_state(K)
-    codes = np.zeros((K, T), np.int64)
     if T == 0:
-        return codes
+        return np.zeros((K, 0), np.int64)
     decoder = ArithmeticDecoder(fo, TOTAL_RANGE_BITS)
-    prev = None
-    for t in range(T):
+    # T comes from a header: the output grows with the frames actually decoded (a stream ends
+    # at the end of its bytes), so a hostile length costs nothing before the payload backs it.
+    columns, prev = [], None
+    for _ in range(T):
         probas, state = lm.step(prev, state)
         cdfs = build_stable_quantized_cdf(probas, TOTAL_RANGE_BITS)
-        for k in range(K):
-            codes[k, t] = decoder.pull(cdfs[k])
-        prev = codes[:, t]
-    return codes
+        prev = np.array([decoder.pull(cdfs[k]) for k in range(K)], np.int64)
+        columns.append(prev)
+    return np.stack(columns, axis=1)

@@ -20,7 +20,8 @@ from typing import List, Tuple
 
 import numpy as np
 
-from .audio import AudioWriter, audio_info, convert_audio, read_audio, read_blocks, write_audio
+from .audio import (AudioWriter, audio_info, convert_audio, read_audio, read_blocks, warn_if_over_range,
+                    write_audio)
 from .ecdc import _report
 from .errors import EncodecError
 
@@ -30,6 +31,7 @@ Frame = Tuple[np.ndarray, object]
 def read_for_model(path, model) -> np.ndarray:
     """A whole audio file converted to the model's rate and channels: ``[C, T]`` float32."""
     wav, sample_rate = read_audio(path)
+    warn_if_over_range(wav, path)
     return convert_audio(wav, sample_rate, model.sample_rate, model.channels).astype(np.float32, copy=False)
 
 
@@ -57,13 +59,15 @@ def encode_file(model, path, progress=None) -> Tuple[List[Frame], int]:
     block = max(1, int(model.chunk_seconds * sample_rate))
     total = -(-frames // block)
     enc = StreamingEncoder(model)
-    parts, length = [], 0
+    parts, length, peak = [], 0, np.zeros(1, np.float32)
     for i, wav in enumerate(read_blocks(path, block)):
+        peak = np.maximum(peak, np.abs(wav).max(initial=0.0))
         x = convert_audio(wav, sample_rate, sample_rate, model.channels).astype(np.float32, copy=False)
         parts.append(enc.push(x[None]))
         length += x.shape[-1]
         _report(progress, "encoding", min(i + 1, total), total)
     parts.append(enc.flush())
+    warn_if_over_range(peak, path)
     if length > ecdc.MAX_AUDIO_LENGTH:
         raise EncodecError(f"an .ecdc file holds at most {ecdc.MAX_AUDIO_LENGTH} samples, got {length}")
     return [(np.concatenate(parts, axis=-1), None)], length

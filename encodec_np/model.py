@@ -409,3 +409,27 @@ def check_params(config: EncodecConfig, params: dict) -> None:
                 shown = ", ".join(items[:8]) + (f" ... ({len(items)} in all)" if len(items) > 8 else "")
                 parts.append(f"{title}: {shown}")
         raise CheckpointError(f"weights do not match the {config.name!r} configuration; " + "; ".join(parts))
+    check_weights(params)
+
+
+#: The dtypes weights may be stored in (bfloat16 has no NumPy type).
+WEIGHT_DTYPES = (np.float16, np.float32, np.float64)
+
+
+def check_weights(params: dict) -> None:
+    """Raise :class:`CheckpointError` naming a tensor that is not floating point or not finite.
+
+    Parameters
+    ----------
+    params : dict of str to ndarray
+        Raw or canonical weights, by name.
+    """
+    from .errors import CheckpointError
+
+    for key, value in params.items():
+        dtype = getattr(value, "dtype", None)
+        if not isinstance(value, np.ndarray) or dtype not in WEIGHT_DTYPES:
+            raise CheckpointError(f"{key}: stored as {dtype or type(value).__name__}, but weights are "
+                                  "float16, float32 or float64; the file is corrupt or not an EnCodec model")
+        if not np.isfinite(value).all():
+            raise CheckpointError(f"{key}: holds NaN or Inf; the checkpoint is corrupt (or training diverged)")

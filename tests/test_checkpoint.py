@@ -18,11 +18,11 @@ from encodec_np.checkpoint import (FORMAT_KEY, fold_weight_norm, read_checkpoint
 from encodec_np.synthetic import random_params
 
 
-def tiny(preset=encodec_np.encodec_24khz, **seanet):
+def tiny(preset=encodec_np.encodec_24khz, bins=16, **seanet):
     """A small model of a preset's structure (same layer list, narrow widths)."""
     cfg = preset()
     seanet = dataclasses.replace(cfg.seanet, n_filters=2, dimension=8, **seanet)
-    return cfg.replace(seanet=seanet, quantizer=RVQConfig(dimension=8, n_q=cfg.quantizer.n_q, bins=16))
+    return cfg.replace(seanet=seanet, quantizer=RVQConfig(dimension=8, n_q=cfg.quantizer.n_q, bins=bins))
 
 
 def hf_state(state, parametrizations=False):
@@ -74,7 +74,7 @@ def test_weight_norm_folding():
 @pytest.mark.parametrize("preset", [encodec_np.encodec_24khz, encodec_np.encodec_48khz, encodec_np.encodec_32khz])
 def test_hugging_face_folder(tmp_path, preset, parametrizations):
     from safetensors.numpy import save_file
-    cfg = tiny(preset)
+    cfg = tiny(preset, bins=preset().quantizer.bins)  # HF derives the codebook count from the bins
     params = random_params(cfg, seed=2)
     save_file(hf_state(to_official_state(params, cfg), parametrizations), str(tmp_path / "model.safetensors"))
     s = cfg.seanet

@@ -30,7 +30,8 @@ SHARD_SIZE = 8
 BANDWIDTHS = ("-b", "6", "-b", "1.5,3")
 # inputs that cannot be tokenized, and why (the start of the reason)
 BROKEN = {"bad.wav": "unreadable audio file", "empty.flac": "unreadable audio file",
-          "sub/silent_header.wav": "holds no samples", "sub/nan.wav": "contains NaN"}
+          "sub/silent_header.wav": "holds no samples", "sub/nan.wav": "contains NaN",
+          "sub/truncated.wav": "the header says 4000 samples per channel but the file holds only 300"}
 
 
 def run(*args, env=None, timeout=300):
@@ -62,6 +63,8 @@ def make_corpus(folder: Path) -> list[str]:
     nan = np.full((1, 800), 0.1, np.float32)
     nan[0, 400] = np.nan
     write_wav(folder / "sub/nan.wav", nan, 8000, subtype="FLOAT")
+    truncated = write_wav(folder / "sub/truncated.wav", np.zeros((1, 4000), np.float32), 16000).read_bytes()
+    (folder / "sub/truncated.wav").write_bytes(truncated[:44 + 600])  # the header still says 4000
     (folder / "notes.txt").write_text("not an audio file: ignored, and counted as such")
     return sorted(keys)
 
@@ -123,10 +126,11 @@ def test_reference_output(corpus):
     assert [f["key"] for f in failed] == sorted(BROKEN)
     for f in failed:
         assert BROKEN[f["key"]] in f["error"] and f["sha256"]
-    assert f"{len(keys) + 4} found: {len(keys)} encoded, 0 skipped (done before), 4 failed, 1 other" \
+    bad = len(BROKEN)
+    assert f"{len(keys) + bad} found: {len(keys)} encoded, 0 skipped (done before), {bad} failed, 1 other" \
         in corpus["stdout"]
     assert "h of audio per hour" in corpus["stdout"] and "tokens" in corpus["stdout"]
-    assert "warning: 4 of 76 files could not be tokenized" in corpus["stderr"]
+    assert f"warning: {bad} of {len(keys) + bad} files could not be tokenized" in corpus["stderr"]
     assert not [p for p in out.rglob("*.part")]
 
 
@@ -146,7 +150,7 @@ def test_rerun_skips_everything(corpus, tmp_path):
     times = {p: p.stat().st_mtime_ns for p in out.rglob("*.npz")}
     r = ok(run("tokenize", corpus["root"] / "corpus", out, *corpus["common"]))
     n = len(corpus["keys"])
-    assert f"found: 0 encoded, {n} skipped (done before), 4 failed" in r.stdout
+    assert f"found: 0 encoded, {n} skipped (done before), {len(BROKEN)} failed" in r.stdout
     assert snapshot(out) == snapshot(corpus["ref"])
     assert times == {p: p.stat().st_mtime_ns for p in out.rglob("*.npz")}   # no shard rewritten
     # one changed input: its shard is redone under a new name, the old one removed at the end
@@ -159,7 +163,7 @@ def test_rerun_skips_everything(corpus, tmp_path):
     rows = tk.read_manifest(out)
     assert len(rows) == 3 * n and all(r["path"].startswith(str(changed)) for r in rows)
     names = {p.relative_to(out).as_posix() for p in out.rglob("*.npz")}
-    assert names == {r["shard"] for r in rows} and len(names) == 3 * math.ceil((n + 4) / SHARD_SIZE)
+    assert names == {r["shard"] for r in rows} and len(names) == 3 * math.ceil((n + len(BROKEN)) / SHARD_SIZE)
     assert len(names - set(snapshot(corpus["ref"]))) == 3    # its group at each bandwidth
 
 

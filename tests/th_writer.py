@@ -16,7 +16,8 @@ import numpy as np
 
 _STORAGE = {np.dtype(np.float32): "FloatStorage", np.dtype(np.float64): "DoubleStorage",
             np.dtype(np.float16): "HalfStorage", np.dtype(np.int64): "LongStorage",
-            np.dtype(np.int32): "IntStorage", np.dtype(np.bool_): "BoolStorage", np.dtype(np.uint8): "ByteStorage"}
+            np.dtype(np.int32): "IntStorage", np.dtype(np.bool_): "BoolStorage", np.dtype(np.uint8): "ByteStorage",
+            np.dtype(np.int8): "CharStorage", np.dtype(np.int16): "ShortStorage"}
 
 
 class Global:
