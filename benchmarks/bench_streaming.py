@@ -125,6 +125,8 @@ def main():
     p.add_argument("--minutes", type=float, default=10)
     p.add_argument("--backend", default="numba")
     args = p.parse_args()
+    from bench_cpu import machine  # this folder is on sys.path when run as a script
+    print("machine:", json.dumps(machine()), flush=True)
     model = random_model(encodec_np.encodec_24khz(), 0, backend=args.backend)
     model.set_target_bandwidth(6.0)
     sr = model.sample_rate

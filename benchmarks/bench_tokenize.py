@@ -14,6 +14,7 @@ its shards are byte-identical to the first run's. A one-file run first fills
 the Numba cache, so no run pays for compilation.
 """
 import argparse
+import json
 import sys
 import tempfile
 from pathlib import Path
@@ -52,6 +53,8 @@ def main():
     p.add_argument("--backend", default="auto")
     p.add_argument("--quick", action="store_true", help="6 clips of 2 s, 1 and 2 workers, Dask with 2: a smoke run")
     args = p.parse_args()
+    from bench_cpu import machine  # this folder is on sys.path when run as a script
+    print("machine:", json.dumps(machine()), flush=True)
     if args.quick:
         args.files, args.seconds, args.workers = 6, 2.0, "1,2"
     try:

@@ -159,8 +159,18 @@ def audio_format(path) -> str:
     ext = {"OGA": "OGG", "AIF": "AIFF"}.get(ext, ext)
     if ext not in sf.available_formats():
         raise EncodecError(f"cannot tell the audio format from the name {path.name!r}; "
-                           "end it in .wav, .flac or .ogg")
+                           "end it in .wav, .flac, .ogg or .mp3")
     return ext
+
+
+def output_subtype(path, subtype: str = "PCM_16") -> str:
+    """The libsndfile subtype a file named ``path`` is written with when ``subtype`` is asked for.
+
+    Formats that cannot hold 16-bit PCM take their own default for ``"PCM_16"``
+    (``.ogg``: ``VORBIS``; ``.mp3``: ``MPEG_LAYER_III``); any other subtype
+    they cannot hold is an :class:`EncodecError`.
+    """
+    return _subtype_for(audio_format(path), subtype)
 
 
 def _subtype_for(fmt: str, subtype: str) -> str:
@@ -169,7 +179,7 @@ def _subtype_for(fmt: str, subtype: str) -> str:
     requested = _SUBTYPES.get(str(subtype).lower(), str(subtype).upper())
     if not sf.check_format(fmt, requested):
         if requested != "PCM_16":
-            raise EncodecError(f"{fmt} files cannot hold {requested} samples; use a .wav name")
+            raise EncodecError(f"{fmt} files cannot hold {requested} samples; use a .wav or .flac name")
         requested = sf.default_subtype(fmt)
     return requested
 

@@ -27,6 +27,9 @@ from .seanet import ConvTranspose, decoder_layers
 from .torchfile import SafeUnpickler, read_torch_state  # noqa: F401  (public here since 0.1)
 
 FORMAT_KEY = "encodec_np_config"
+#: Every name :func:`load_model` and ``EncodecModel.from_pretrained`` take besides a path.
+PRETRAINED_NAMES = ("encodec_np_small_24khz", "encodec_24khz", "encodec_48khz",
+                    "facebook/encodec_24khz", "facebook/encodec_32khz", "facebook/encodec_48khz")
 
 
 # --------------------------------------------------------------------------- weight norm & names
@@ -319,13 +322,40 @@ def read_checkpoint(path, config: EncodecConfig | None = None) -> tuple[EncodecC
     if path.is_dir():
         cfg, params = read_hf(path)
     elif not path.exists():
-        raise CheckpointError(f"checkpoint {path} does not exist")
+        names = "" if path.suffix or len(path.parts) > 1 else f" (the model names are {', '.join(PRETRAINED_NAMES)})"
+        raise CheckpointError(f"checkpoint {path} does not exist{names}")
     elif path.suffix == ".safetensors":
         cfg, params = read_ours(path)
     else:
         params = canonicalize(read_torch_state(path))
         cfg = config or infer_official_config(params)
     return (config or cfg), params
+
+
+def resolve_checkpoint(path_or_name=None, cache_dir=None) -> Path:
+    """The local checkpoint for a model name or path (names: :data:`PRETRAINED_NAMES`, see :func:`load_model`).
+
+    Parameters
+    ----------
+    path_or_name : str or Path, optional
+        ``None``: the shipped model.
+    cache_dir : str or Path, optional
+        Where Meta's files are cached (see :func:`encodec_np.hub.resolve_cache_dir`).
+
+    Returns
+    -------
+    Path
+        A file or a Hugging Face folder; Meta's files are downloaded on first use.
+    """
+    from . import hub
+
+    if path_or_name is None:
+        path_or_name = hub.EMBEDDED
+    if isinstance(path_or_name, str) and path_or_name in cfgmod.PRESETS and not Path(path_or_name).exists():
+        return hub.pretrained_path(path_or_name, cache_dir=cache_dir)
+    if hub.is_hf_repo_id(path_or_name):
+        return hub.hf_snapshot(path_or_name)
+    return Path(path_or_name)
 
 
 def load_model(path_or_name=None, *, backend: str = "auto", dtype="float32",
@@ -335,11 +365,17 @@ def load_model(path_or_name=None, *, backend: str = "auto", dtype="float32",
     Parameters
     ----------
     path_or_name : str or Path, optional
-        A checkpoint path (Meta ``.th``, Hugging Face folder, ``.safetensors``)
-        or a pretrained name (``"encodec_24khz"``, ``"encodec_48khz"``),
-        downloaded and cached on first use. ``None`` (or
-        ``"encodec_np_small_24khz"``): the small model shipped in the
-        package, trained for this project (no download).
+        One of :data:`PRETRAINED_NAMES`, or a checkpoint path (Meta ``.th``,
+        Hugging Face folder, ``.safetensors``):
+
+        * ``None`` or ``"encodec_np_small_24khz"``: the small model shipped in
+          the package, trained for this project (no download);
+        * ``"encodec_24khz"``, ``"encodec_48khz"``: Meta's files, downloaded
+          once into the cache and checked against their sha256;
+        * ``"facebook/encodec_24khz"``, ``"facebook/encodec_32khz"``,
+          ``"facebook/encodec_48khz"`` (any Hugging Face repository id): the
+          snapshot in the Hugging Face cache, found offline, or downloaded
+          with ``huggingface_hub`` when it is installed.
     backend : str
         ``"auto"``, ``"numpy"`` or another available backend.
     dtype : ``"float32"`` or ``"float64"``.
@@ -348,13 +384,7 @@ def load_model(path_or_name=None, *, backend: str = "auto", dtype="float32",
     threads : int, optional
         Threads per call (default: all cores); see :class:`~encodec_np.model.EncodecModel`.
     """
-    if path_or_name is None:
-        from .hub import EMBEDDED
-        path_or_name = EMBEDDED
-    if isinstance(path_or_name, str) and path_or_name in cfgmod.PRESETS and not Path(path_or_name).exists():
-        from .hub import pretrained_path
-        path_or_name = pretrained_path(path_or_name, cache_dir=cache_dir)
-    cfg, params = read_checkpoint(path_or_name, config)
+    cfg, params = read_checkpoint(resolve_checkpoint(path_or_name, cache_dir), config)
     return EncodecModel(cfg, params, backend=backend, dtype=dtype, threads=threads)
 
 

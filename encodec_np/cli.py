@@ -55,21 +55,21 @@ def add_golden_parser(sub, common) -> None:
                     "codes, margins and output to a compressed .npz. Without --model the weights "
                     "are seeded random ones (encodec_np.synthetic), so this works offline.")
     p.add_argument("out", metavar="OUT.npz", help="output file (written exactly under this name)")
-    p.add_argument("--model", metavar="PATH|NAME",
-                   help="checkpoint (.th, .safetensors, Hugging Face folder) or pretrained name; "
-                        "default: seeded random weights for --config")
-    p.add_argument("--config", choices=sorted(PRESETS),
-                   help="model structure (default encodec_24khz; with --model it overrides the inferred one)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random weights and test signal (default 0)")
-    p.add_argument("--bandwidth", type=float, default=None,
+    _add_model_option(p)
+    p.add_argument("--config", choices=sorted(PRESETS), metavar="NAME",
+                   help=f"model structure: {', '.join(sorted(PRESETS))} (default encodec_24khz; with --model it "
+                        "overrides the inferred one)")
+    p.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the random weights and test signal (default 0)")
+    p.add_argument("-b", "--bandwidth", type=float, default=None, metavar="KBPS",
                    help="target bandwidth in kbps, one of the model's (default: all codebooks)")
     p.add_argument("--input", metavar="WAV", help="audio file at the model's sample rate (default: a test signal)")
-    p.add_argument("--length", type=int, default=None,
+    p.add_argument("--length", type=int, default=None, metavar="SAMPLES",
                    help="samples of test signal (default: 0.2 s; golden files hold every activation, "
                         "about 4 MB per 1000 samples at 24 kHz); with --input, keep only the first SAMPLES")
-    p.add_argument("--signal", choices=SIGNAL_KINDS, default="noise", help="test signal kind (default noise)")
+    p.add_argument("--signal", choices=SIGNAL_KINDS, default="noise", metavar="KIND",
+                   help=f"test signal kind: {', '.join(SIGNAL_KINDS)} (default noise)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    p.add_argument("--backend", default="numpy", help="ops backend (default numpy, the reference)")
+    _add_run_options(p, backend="numpy")
 
 
 def cmd_golden(args) -> int:
@@ -78,16 +78,19 @@ def cmd_golden(args) -> int:
 
     if args.length is not None and args.length < 1:
         raise EncodecError(f"--length must be at least 1, got {args.length}")
+    _check_io(args, [Path(args.input)] if args.input else [], [Path(args.out)])
     if args.model is not None:
         from .checkpoint import load_model
 
         config = PRESETS[args.config]() if args.config else None
-        model = load_model(args.model, backend=args.backend, dtype=args.dtype, config=config)
+        model = load_model(args.model, backend=args.backend, dtype=args.dtype, config=config,
+                           threads=args.threads)
     else:
         from .synthetic import random_model
 
         model = random_model(PRESETS[args.config or "encodec_24khz"](), args.seed,
                              backend=args.backend, dtype=args.dtype)
+        model.threads = args.threads
     if args.input is not None:
         x = read_audio_for(model, args.input)
         if args.length is not None:
@@ -101,7 +104,7 @@ def cmd_golden(args) -> int:
     path = export_golden(model, x, args.out, args.bandwidth)
     with np.load(path) as data:
         codes = data["codes"]
-        print(f"wrote {path}: {len(data.files)} arrays; {model.name}, {codes.shape[1]} codebooks x "
+        _say(args, f"wrote {path}: {len(data.files)} arrays; {model.name}, {codes.shape[1]} codebooks x "
               f"{codes.shape[2]} frames, input {tuple(data['input'].shape)}, {model.dtype.name}")
     return 0
 
@@ -132,15 +135,42 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _add_run_options(p, *, quiet=True) -> None:
-    p.add_argument("--backend", default="auto",
-                   help="ops backend: auto (default: numba when it imports, else numpy), numba, numpy")
+# Each option shared by several commands is defined once, here, so every command spells it alike.
+def _add_backend_options(p, *, backend: str = "auto") -> None:
+    """``--backend`` and ``--threads``."""
+    p.add_argument("--backend", default=backend, metavar="NAME",
+                   help="ops backend: auto (numba when it imports, else numpy), numba, numpy, cuda (a GPU with "
+                        "numba-cuda); default auto (golden: numpy, the reference)")
     p.add_argument("--threads", type=_positive_int, default=None, metavar="N",
                    help="threads per model call (default: all cores)")
+
+
+def _add_quiet_option(p) -> None:
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress bar and no summary line (warnings and errors still show)")
+
+
+def _add_force_option(p) -> None:
     p.add_argument("-f", "--force", action="store_true", help="overwrite existing output files")
-    if quiet:
-        p.add_argument("-q", "--quiet", action="store_true",
-                       help="no progress bar and no summary line (warnings and errors still show)")
+
+
+def _add_run_options(p, *, backend: str = "auto") -> None:
+    """``--backend``, ``--threads``, ``-f/--force`` and ``-q/--quiet``: what every command that writes files takes."""
+    _add_backend_options(p, backend=backend)
+    _add_force_option(p)
+    _add_quiet_option(p)
+
+
+def _add_model_option(p, *, group=None) -> None:
+    """``--model NAME|PATH``, the same for every command (what its absence means is in the help)."""
+    (group or p).add_argument(
+        "--model", metavar="NAME|PATH",
+        help="codec: a name (encodec_np_small_24khz, shipped in the package; Meta's encodec_24khz, "
+             "encodec_48khz, downloaded once and cached; facebook/encodec_24khz and the other Hugging Face "
+             "ids, from the Hugging Face cache) or a checkpoint (.th, .safetensors, Hugging Face folder). "
+             "Default: encode, roundtrip, stream, tokenize: encodec_24khz (as Meta's tool); decode, "
+             "detokenize, info: the model named in the file; demo: encodec_np_small_24khz; golden: seeded "
+             "random weights")
 
 
 def _bandwidth_list(text: str) -> list[float]:
@@ -157,10 +187,7 @@ def _bandwidth_list(text: str) -> list[float]:
 def _add_encoder_options(p, *, lm=True, several=False) -> None:
     """``--model``/``--hq`` and ``-b``; ``--lm`` unless ``lm=False``; ``several``: ``-b`` repeatable, comma lists."""
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--model", metavar="NAME|PATH",
-                       help="codec: a name (Meta's encodec_24khz, encodec_48khz, downloaded once and cached; "
-                            "encodec_np_small_24khz, shipped in the package) or a checkpoint "
-                            "(.th, .safetensors, Hugging Face folder); default encodec_24khz")
+    _add_model_option(p, group=group)
     group.add_argument("--hq", action="store_true", help="use the 48 kHz stereo model encodec_48khz")
     p.add_argument("-b", "--bandwidth", type=_bandwidth_list if several else float, default=None, metavar="KBPS",
                    action="extend" if several else "store",
@@ -171,8 +198,12 @@ def _add_encoder_options(p, *, lm=True, several=False) -> None:
         return
     p.add_argument("-l", "--lm", action="store_true",
                    help="entropy-code the codes with the model's language model (smaller, much slower)")
+    _add_lm_model_option(p)
+
+
+def _add_lm_model_option(p) -> None:
     p.add_argument("--lm-model", metavar="NAME|PATH", default=None,
-                   help="language model checkpoint for --lm (default: the one matching the codec)")
+                   help="language model for --lm and for decoding LM-coded files (default: the one matching the codec)")
 
 
 def _add_audio_output_options(p) -> None:
@@ -303,14 +334,17 @@ def _write_tokens(path, frames, bins: int) -> None:
         np.save(f, tokens_array(frames, bins))
 
 
-def _subtype(args) -> str:
-    return "FLOAT" if args.float else "PCM_16"
+def _subtype(args, path) -> str:
+    """The subtype the output file gets (the format's own for .ogg and .mp3): checked before the work."""
+    from .audio import output_subtype
+
+    return output_subtype(path, "FLOAT" if args.float else "PCM_16")
 
 
 def _write_wav(args, path, wav, sample_rate) -> str:
     from .audio import write_audio
 
-    subtype = _subtype(args)
+    subtype = _subtype(args, path)
     write_audio(path, wav, sample_rate, rescale=args.rescale, subtype=subtype)
     return subtype
 
@@ -319,7 +353,7 @@ def _decode_to_file(args, model, frames, audio_length: int, path, progress) -> t
     """Decode into ``path`` (long outputs chunk by chunk): ``(samples written, subtype)``."""
     from .longfile import decode_to_file
 
-    subtype = _subtype(args)
+    subtype = _subtype(args, path)
     return decode_to_file(model, frames, audio_length, path, subtype=subtype, rescale=args.rescale,
                           progress=progress), subtype
 
@@ -372,15 +406,12 @@ def add_decode_parser(sub, common) -> None:
     p = sub.add_parser(
         "decode", parents=[common], help="decompress an .ecdc file to audio",
         description="Decompress an .ecdc file (written by encodec-np or Meta's encodec) to an audio file; "
-                    "the format follows the output name (.wav, .flac, .ogg). The model is the one named in "
+                    "the format follows the output name (.wav, .flac, .ogg, .mp3). The model is the one named in "
                     "the file (pretrained models are downloaded once and cached) unless --model is given.")
     p.add_argument("input", metavar="IN.ecdc", help="compressed input")
-    p.add_argument("output", metavar="OUT.wav", help="audio output (.wav, .flac, .ogg)")
-    p.add_argument("--model", metavar="NAME|PATH",
-                   help="codec checkpoint to decode with; must carry the model name recorded in the file "
-                        "(default: the pretrained model of that name)")
-    p.add_argument("--lm-model", metavar="NAME|PATH", default=None,
-                   help="language model for LM-coded files (default: the one matching the codec)")
+    p.add_argument("output", metavar="OUT.wav", help="audio output (.wav, .flac, .ogg, .mp3)")
+    _add_model_option(p)
+    _add_lm_model_option(p)
     p.add_argument("--trust-lm", action="store_true",
                    help="decode LM-coded files that carry no code checksum (written by Meta's tool); "
                         "the codes may come back wrong without an error")
@@ -427,7 +458,7 @@ def add_roundtrip_parser(sub, common) -> None:
         description="Compress an audio file to .ecdc bytes in memory and decompress them again, writing "
                     "the decoded audio: exactly what encode followed by decode gives, without the file.")
     p.add_argument("input", metavar="IN", help="audio file")
-    p.add_argument("output", metavar="OUT.wav", help="decoded audio output (.wav, .flac, .ogg)")
+    p.add_argument("output", metavar="OUT.wav", help="decoded audio output (.wav, .flac, .ogg, .mp3)")
     _add_encoder_options(p)
     _add_audio_output_options(p)
     _add_tokens_option(p)
@@ -463,12 +494,15 @@ def add_info_parser(sub, common) -> None:
                     "running the model). For a checkpoint (.th, .safetensors, Hugging Face folder): its "
                     "configuration. For an audio file: rate, channels, length.")
     p.add_argument("file", metavar="FILE")
-    p.add_argument("--model", metavar="PATH",
-                   help="checkpoint giving the layout of an .ecdc file from a model that is not pretrained")
+    _add_model_option(p)
 
 
 def cmd_info(args) -> int:
+    from .checkpoint import PRETRAINED_NAMES, resolve_checkpoint
+
     path = Path(args.file)
+    if not path.exists() and args.file in PRETRAINED_NAMES:
+        return _info_checkpoint(resolve_checkpoint(args.file))
     if not path.exists():
         raise FileNotFoundError(2, "no such file", str(path))
     if path.is_dir() or path.suffix.lower() in (".th", ".safetensors", ".pt", ".pth"):
@@ -491,9 +525,9 @@ def _info_ecdc(args, path) -> int:
     meta = ecdc.read_header(fo)
     header_size = fo.tell()
     if args.model:
-        from .checkpoint import read_checkpoint
+        from .checkpoint import read_checkpoint, resolve_checkpoint
 
-        config, _ = read_checkpoint(args.model)
+        config, _ = read_checkpoint(resolve_checkpoint(args.model))
     elif meta["m"] in PRESETS:
         config = PRESETS[meta["m"]]()
     else:
@@ -501,7 +535,7 @@ def _info_ecdc(args, path) -> int:
     rows = [("file", f"{path} ({len(data):,} bytes: header {header_size}, payload {len(data) - header_size:,})"),
             ("format", f".ecdc version {ecdc.VERSION}, header {json.dumps(meta)}")]
     if config is None:
-        rows.append(("model", f"{meta['m']} (unknown: pass --model PATH to read the codes)"))
+        rows.append(("model", f"{meta['m']} (unknown: pass --model NAME|PATH to read the codes)"))
         _print_rows(rows)
         return 0
     if config.name != meta["m"]:
@@ -611,8 +645,8 @@ def add_convert_parser(sub, common) -> None:
                         f"({', '.join(sorted(PRESETS))}) or a JSON file of EncodecConfig.to_dict()")
     p.add_argument("--float16", action="store_true",
                    help="store the weights as float16 (half the size; loaded back as float32)")
-    p.add_argument("-f", "--force", action="store_true", help="overwrite an existing output file")
-    p.add_argument("-q", "--quiet", action="store_true", help="no summary line")
+    _add_force_option(p)
+    _add_quiet_option(p)
 
 
 def _config_arg(spec: str):
@@ -659,64 +693,119 @@ def add_stream_parser(sub, common) -> None:
         "stream", parents=[common], help="encode raw PCM from stdin to codes on stdout (or back with --decode)",
         description="Streaming codec for pipes (causal models such as encodec_24khz): reads raw "
                     "little-endian 16-bit PCM at the model's rate and channels (interleaved) from stdin "
-                    "and writes codes as they become final: int16, the K codes of each frame in turn. "
-                    "With --decode, reads such codes and writes 16-bit PCM. "
-                    "Example: sox in.wav -t raw -r 24000 -c 1 -e signed -b 16 - | encodec-np stream -b 6 > codes.raw")
+                    "and writes a code stream: a header (b'ECST', version, codebooks, model name), int16 "
+                    "codes frame by frame (the K codes of each frame in turn) as they become final, and an "
+                    "end record (int16 -1, then the input's length in samples as u64). With --decode, reads "
+                    "such a stream and writes 16-bit PCM; the header says the model and bandwidth (a "
+                    "mismatch is an error) and the end record trims the output to the input's length. "
+                    "With --raw, codes only, no header or end record; then the output is whole frames "
+                    "(ceil(T / hop) * hop samples, longer than the input) and --decode needs the same -b. "
+                    "Example: sox in.wav -t raw -r 24000 -c 1 -e signed -b 16 - | encodec-np stream -b 6 > codes.ecst")
     p.add_argument("--decode", action="store_true", help="codes on stdin → PCM on stdout")
-    p.add_argument("--model", metavar="NAME|PATH", help="codec (default encodec_24khz)")
+    p.add_argument("--raw", action="store_true",
+                   help="codes only: no header and no end record (the format before 0.2)")
+    _add_model_option(p)
     p.add_argument("-b", "--bandwidth", type=float, default=None, metavar="KBPS",
-                   help=f"target bandwidth in kbps (default {DEFAULT_BANDWIDTH:g}); --decode needs the same")
+                   help=f"target bandwidth in kbps (default {DEFAULT_BANDWIDTH:g}); --decode takes it from the "
+                        "stream's header (--raw: give the same -b)")
     p.add_argument("--chunk", type=_positive_int, default=4800, metavar="SAMPLES",
                    help="samples (or frames with --decode) read per step (default 4800)")
-    p.add_argument("--backend", default="auto", help="ops backend (auto, numba, numpy)")
-    p.add_argument("--threads", type=_positive_int, default=None, help="threads (default: all cores)")
+    _add_backend_options(p)
+    _add_quiet_option(p)
+
+
+def _stream_bandwidth(model, name: str, codebooks: int, asked) -> None:
+    """Set ``model``'s bandwidth from a code stream's header, checking it against the model and ``-b``."""
+    if name != model.name:
+        raise EncodecError(f"the code stream was made by the model {name!r}, not {model.name!r}; "
+                           f"pass --model {name}")
+    by_books = {_books(model, bw): bw for bw in model.target_bandwidths}
+    if codebooks not in by_books:
+        raise EncodecError(f"the code stream has {codebooks} codebooks per frame, which no bandwidth of "
+                           f"{model.name} gives ({', '.join(f'{b:g}' for b in model.target_bandwidths)} kbps)")
+    if asked is not None and _books(model, asked) != codebooks:
+        raise EncodecError(f"the code stream was made at {by_books[codebooks]:g} kbps ({codebooks} codebooks), "
+                           f"not -b {asked:g}; leave -b out to use the stream's")
+    model.set_target_bandwidth(by_books[codebooks])
+
+
+def _books(model, bandwidth: float) -> int:
+    from . import quantization as rvq
+
+    return rvq.num_codebooks(model.config.quantizer, model.frame_rate, bandwidth)
 
 
 def cmd_stream(args) -> int:
+    from . import codestream
     from .streaming import StreamingDecoder, StreamingEncoder
 
     args.hq = False
+    asked = args.bandwidth
+    if args.decode and not args.raw:
+        args.bandwidth = None  # known once the header is read
     model = _encoder_model(args)
     if model.segment_length is not None:
         raise EncodecError(f"{model.name} uses segments with scales; stream supports causal models "
                            "(encode whole files with `encodec-np encode` instead)")
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
-    k, channels = model.num_codebooks, model.channels
-    if args.decode:
-        stream, unit = StreamingDecoder(model), 2 * k
-    else:
-        stream, unit = StreamingEncoder(model), 2 * channels
 
-    def emit(out):
-        if args.decode:
-            pcm = np.clip(np.round(out[0].T * 32767), -32768, 32767).astype("<i2")  # [m, C] interleaved
-        else:
-            pcm = out[0].T.astype("<i2")  # [f, K]: the codes of each frame in turn
-        stdout.write(pcm.tobytes())
+    def write(data: bytes) -> None:
+        stdout.write(data)
         stdout.flush()
 
-    pending = b""
-    pushed = False
-    while True:
-        data = stdin.read(args.chunk * unit)
-        if not data:
-            break
+    if args.decode:
+        if not args.raw:
+            name, books = codestream.read_header(stdin)
+            _stream_bandwidth(model, name, books, asked)
+        return _stream_decode(args, model, StreamingDecoder(model), stdin, write)
+    k, unit = model.num_codebooks, 2 * model.channels
+    if not args.raw:
+        write(codestream.header_bytes(model.name, k))
+    stream, pending, samples = StreamingEncoder(model), b"", 0
+    while data := stdin.read(args.chunk * unit):
         data = pending + data
         usable = len(data) - len(data) % unit
         pending = data[usable:]
-        if not usable:
-            continue
-        values = np.frombuffer(data[:usable], dtype="<i2").reshape(-1, unit // 2)
-        if args.decode:
-            emit(stream.push(values.T[None].astype(np.int64)))
-        else:
-            emit(stream.push((values.T[None] / 32768.0).astype(np.float32)))
-        pushed = True
+        if usable:
+            pcm = np.frombuffer(data[:usable], dtype="<i2").reshape(-1, model.channels)
+            samples += pcm.shape[0]
+            write(stream.push((pcm.T[None] / 32768.0).astype(np.float32))[0].T.astype("<i2").tobytes())
     if pending:
-        raise EncodecError(f"stdin ended inside a {'frame' if args.decode else 'sample'} "
-                           f"({len(pending)} stray bytes)")
+        raise EncodecError(f"stdin ended inside a sample ({len(pending)} stray bytes)")
+    if samples:
+        write(stream.flush()[0].T.astype("<i2").tobytes())
+    if not args.raw:
+        write(codestream.end_bytes(samples))
+    return 0
+
+
+def _stream_decode(args, model, stream, stdin, write) -> int:
+    """Codes → 16-bit PCM; the last frame's samples wait for the end record, which says where to cut."""
+    from .codestream import FrameReader
+
+    reader = FrameReader(model.num_codebooks, framed=not args.raw)
+    hop = 0 if args.raw else model.config.seanet.hop_length
+    held = np.zeros((model.channels, 0), np.float32)
+    written, pushed = 0, False
+
+    def emit(audio: np.ndarray, final: bool = False) -> None:
+        nonlocal held, written
+        audio = np.concatenate([held, audio], axis=-1)
+        keep = 0 if final else min(hop, audio.shape[-1])
+        out, held = audio[:, :audio.shape[-1] - keep], audio[:, audio.shape[-1] - keep:]
+        if final and reader.length is not None:
+            out = out[:, :max(0, reader.length - written)]
+        written += out.shape[-1]
+        write(np.clip(np.round(out.T * 32767), -32768, 32767).astype("<i2").tobytes())
+
+    while data := stdin.read(args.chunk * 2 * model.num_codebooks):
+        codes = reader.feed(data)
+        if codes.shape[-1]:
+            emit(stream.push(codes[None])[0])
+            pushed = True
+    reader.close()
     if pushed:
-        emit(stream.flush())
+        emit(stream.flush()[0], final=True)
     return 0
 
 
@@ -758,6 +847,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def flag_table() -> str:
+    """The README's flag table, generated from the parser: one row per option and help text.
+
+    Returns
+    -------
+    str
+        A Markdown table: ``| flag | commands | meaning |``.
+    """
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    rows: dict[tuple[str, str], list[str]] = {}
+    for name, sub in commands.items():
+        for action in sub._actions:
+            if not action.option_strings or isinstance(action, argparse._HelpAction) or action.help is None \
+                    or action.help == argparse.SUPPRESS:
+                continue
+            flag = "/".join(action.option_strings)
+            if action.nargs != 0:
+                flag += f" {action.metavar or action.dest.upper()}"
+            rows.setdefault((flag, action.help % {"default": action.default}), []).append(name)
+    lines = ["| flag | commands | meaning |", "|---|---|---|"]
+    for (flag, text), names in rows.items():
+        where = "all" if len(names) == len(commands) else ", ".join(names)
+        lines.append(f"| `{flag.replace('|', chr(92) + '|')}` | {where} | {text} |")
+    return "\n".join(lines)
+
+
 def _format_error(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
         return f"{exc.filename}: {exc.strerror}"
@@ -772,9 +888,14 @@ def main(argv=None) -> int:
     """Run the command line; returns the exit code (0 ok, 1 failure, 2 usage error)."""
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
     except SystemExit as exc:  # argparse: --help / --version (0) or a usage error (2)
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    if extra:  # argparse would name only the top-level program; say which command refused them
+        name = f"{parser.prog} {args.command}" if args.command else parser.prog
+        print(f"usage: {name} ... (see {name} --help)\n{name}: error: unrecognized arguments: {' '.join(extra)}",
+              file=sys.stderr)
+        return 2
     if args.command is None:
         parser.print_usage(sys.stderr)
         print(f"{parser.prog}: error: a command is required ({', '.join(COMMANDS)})", file=sys.stderr)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cli import _add_run_options, _load_codec, _say, _wants_bars
+from .cli import _add_model_option, _add_run_options, _load_codec, _say, _wants_bars
 from .errors import EncodecError
 from .hub import ASSETS, EMBEDDED
 from .longfile import read_for_model
@@ -27,11 +27,11 @@ def add_demo_parser(sub, common) -> None:
         "demo", parents=[common], help="encode and decode a clip at every bandwidth; print quality and speed",
         description="Fully offline: runs the codec on a short clip at each of its bandwidths, prints kbps, "
                     "tokens/s, SI-SNR, log-mel distance and speed (x real time), and writes the decoded "
-                    "WAVs and a spectrogram comparison (PNG, needs matplotlib) to --out.")
+                    "WAVs and a spectrogram comparison (PNG, needs the demo extra: matplotlib) to --out.")
     p.add_argument("--input", metavar="AUDIO", default=None,
                    help="your own audio file (default: the speech clip shipped in the package)")
-    p.add_argument("--model", metavar="NAME|PATH", default=EMBEDDED,
-                   help=f"codec (default {EMBEDDED}, shipped in the package)")
+    _add_model_option(p)
+    p.set_defaults(model=EMBEDDED)
     p.add_argument("--out", metavar="DIR", default="encodec-demo", help="output folder (default ./encodec-demo)")
     _add_run_options(p)
 
@@ -83,25 +83,49 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def plot_spectrograms(path: Path, wav: np.ndarray, rows: list[dict], sample_rate: int) -> bool:
-    """Log spectrograms of the original and each decoding, stacked, as a PNG; False without matplotlib."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
+def spectrogram_figure(wav: np.ndarray, rows: list[dict], sample_rate: int):
+    """The comparison figure: the original and each decoding, with a shared dB colour bar.
+
+    Parameters
+    ----------
+    wav : [C, T] float
+        The original (its first channel is drawn).
+    rows : list of dict
+        :func:`run_demo`'s rows (``kbps``, ``si_snr``, ``mel_db``, ``audio [C, T]``).
+    sample_rate : int
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     from scipy.signal import stft
 
-    signals = [("original", wav[0])] + [(f"{r['kbps']:g} kbps", r["audio"][0]) for r in rows]
+    signals = [("original", wav[0])] + [
+        (f"{r['kbps']:g} kbps: SI-SNR {r['si_snr']:.1f} dB, log-mel distance {r['mel_db']:.1f} dB", r["audio"][0])
+        for r in rows]
     fig, axes = plt.subplots(len(signals), 1, figsize=(10, 1.8 * len(signals)), sharex=True, squeeze=False)
     for ax, (title, s) in zip(axes[:, 0], signals):
         f, t, z = stft(s, fs=sample_rate, nperseg=512, noverlap=384)
-        ax.pcolormesh(t, f / 1000, 20 * np.log10(np.abs(z) + 1e-6), vmin=-100, vmax=-10, shading="auto")
+        mesh = ax.pcolormesh(t, f / 1000, 20 * np.log10(np.abs(z) + 1e-6), vmin=-100, vmax=-10, shading="auto")
         ax.set_ylabel("kHz")
         ax.set_title(title, fontsize=9, loc="left")
     axes[-1, 0].set_xlabel("seconds")
     fig.tight_layout()
+    fig.colorbar(mesh, ax=axes[:, 0].tolist(), label="dB", fraction=0.03, pad=0.01)
+    return fig
+
+
+def plot_spectrograms(path: Path, wav: np.ndarray, rows: list[dict], sample_rate: int) -> bool:
+    """Write :func:`spectrogram_figure` as a PNG at ``path``; False without matplotlib."""
+    try:
+        fig = spectrogram_figure(wav, rows, sample_rate)
+    except ImportError:
+        return False
+    import matplotlib.pyplot as plt
+
     tmp = path.with_name(path.name + ".tmp.png")
     fig.savefig(tmp, dpi=80)
     plt.close(fig)
@@ -140,5 +164,6 @@ def cmd_demo(args) -> int:
                f"{model.sample_rate} Hz, {model.backend} backend)\n{format_table(rows)}\n"
                f"wrote {len(rows) + 1} WAVs" + (" and spectrograms.png" if plotted else "") + f" to {out}/")
     if not plotted:
-        print("hint: pip install matplotlib for the spectrogram comparison (spectrograms.png)", file=sys.stderr)
+        print("hint: pip install 'encodec-np[demo]' (matplotlib) for the spectrogram comparison "
+              "(spectrograms.png)", file=sys.stderr)
     return 0

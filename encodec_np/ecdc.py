@@ -59,6 +59,7 @@ import numpy as np
 
 from .config import EncodecConfig
 from .errors import EncodecError
+from .model import MAX_SCALE
 
 MAGIC = b"ECDC"
 VERSION = 0
@@ -399,8 +400,9 @@ def read_frames(source: Source, config: EncodecConfig, *, header: Optional[dict]
         scale = None
         if config.normalize:
             (value,) = SCALE.unpack(_read_exactly(fo, SCALE.size, f"the scale of segment {i}"))
-            if not (math.isfinite(value) and value > 0):
-                raise EncodecError(f"corrupt .ecdc file: segment {i} has scale {value}; scales are positive")
+            if not (math.isfinite(value) and 0 < value <= MAX_SCALE):
+                raise EncodecError(f"corrupt .ecdc file: segment {i} has scale {value}; scales are RMS values "
+                                   f"in (0, {MAX_SCALE:g}]")
             scale = np.array([[value]], dtype=np.float32)
         if meta["lm"]:
             codes = _decode_lm_segment(decode_codes, fo, lm, num_codebooks, n_frames, config, i)

@@ -11,9 +11,11 @@ replaces :data:`BASE_URL` (a mirror, or a local server in the tests).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import os
+import re
 import sys
 import tempfile
 import urllib.error
@@ -169,9 +171,87 @@ def _is_verified(path: Path, prefix: str) -> bool:
 
 def _offline_hint(url: str, dest: Path, reason) -> EncodecError:
     return EncodecError(
-        f"could not download {url} ({reason}). If this machine is offline, fetch the file elsewhere and "
-        f"either load it directly, encodec_np.load_model('/path/to/{dest.name}'), or place it into the "
+        f"could not download {url} ({reason}). Offline? Use the model shipped in the package "
+        f"(command line: --model {EMBEDDED}; Python: encodec_np.load_model()), or a local copy of the file "
+        f"(--model /path/to/{dest.name}; encodec_np.load_model('/path/to/{dest.name}')), or place it into the "
         f"cache directory {dest.parent} (set by cache_dir=, ${CACHE_ENV} or $XDG_CACHE_HOME).")
+
+
+# --------------------------------------------------------------------------- Hugging Face snapshots
+#: Hugging Face repositories of EnCodec models (``transformers``' ``EncodecModel``).
+HF_REPOS = ("facebook/encodec_24khz", "facebook/encodec_32khz", "facebook/encodec_48khz")
+_HF_FILES = ("config.json", "model.safetensors")
+_HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
+
+
+def is_hf_repo_id(name) -> bool:
+    """Whether ``name`` reads as a Hugging Face repository id (``owner/name``) rather than a path."""
+    return isinstance(name, str) and bool(_HF_ID.match(name)) and not Path(name).exists()
+
+
+def hf_cache_dir() -> Path:
+    """The Hugging Face hub cache: ``$HF_HUB_CACHE``, else ``$HF_HOME/hub``, else ``~/.cache/huggingface/hub``."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME") or "~/.cache", "huggingface")
+    return Path(home).expanduser() / "hub"
+
+
+def _cached_snapshot(repo_id: str) -> Path | None:
+    """The snapshot of ``repo_id`` in the hub cache holding both files: ``refs/main``'s, else the newest."""
+    repo = hf_cache_dir() / ("models--" + repo_id.replace("/", "--"))
+    snapshots = repo / "snapshots"
+    candidates = []
+    with contextlib.suppress(OSError):
+        ref = (repo / "refs" / "main").read_text().strip()
+        candidates.append(snapshots / ref)
+    with contextlib.suppress(OSError):
+        candidates += sorted(snapshots.iterdir(), key=lambda p: p.stat().st_mtime, reverse=True)
+    for folder in candidates:
+        if all((folder / name).is_file() for name in _HF_FILES):
+            return folder
+    return None
+
+
+def hf_snapshot(repo_id: str) -> Path:
+    """A local folder holding ``repo_id``'s ``config.json`` and ``model.safetensors``.
+
+    With ``huggingface_hub`` installed, its ``snapshot_download`` finds or
+    fetches the files (offline it falls back to the cache); without it, the
+    hub cache (:func:`hf_cache_dir`) is searched with the layout
+    ``huggingface_hub`` writes.
+
+    Parameters
+    ----------
+    repo_id : str
+        ``"facebook/encodec_24khz"`` and the like.
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    EncodecError
+        Not in the cache and not downloadable here; the message says how to get it.
+    """
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        snapshot_download = None
+    if snapshot_download is not None:
+        for offline in (False, True):
+            with contextlib.suppress(Exception):  # offline, no such repo, ...: try the cache next
+                folder = Path(snapshot_download(repo_id, allow_patterns=list(_HF_FILES), local_files_only=offline))
+                if all((folder / name).is_file() for name in _HF_FILES):
+                    return folder
+    folder = _cached_snapshot(repo_id)
+    if folder is not None:
+        return folder
+    how = ("huggingface_hub could not fetch it (offline?)" if snapshot_download is not None
+           else "huggingface_hub, which would download it, is not installed (pip install huggingface_hub)")
+    raise EncodecError(f"{repo_id} is not in the Hugging Face cache ({hf_cache_dir()}) and {how}; or download "
+                       f"its config.json and model.safetensors into a folder and pass that folder's path")
 
 
 def _download(url: str, dest: Path, prefix: str, progress: bool) -> None:

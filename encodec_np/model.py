@@ -18,6 +18,9 @@ from .errors import EncodecError
 from .seanet import decoder_layers, encoder_layers, param_shapes, run_layers
 
 EncodedFrame = Tuple[np.ndarray, Optional[np.ndarray]]
+#: The largest segment scale accepted: a scale is the segment's RMS (+1e-8), ~1 for full-scale
+#: audio; past this the decoded samples would overflow float32 into inf.
+MAX_SCALE = 1e4
 DTYPES = {"float32": np.float32, "float64": np.float64}
 
 
@@ -138,12 +141,17 @@ class EncodecModel:
     @classmethod
     def from_pretrained(cls, name: str, *, cache_dir=None, backend: str = "auto",
                         dtype="float32") -> "EncodecModel":
-        """Meta's pretrained ``"encodec_24khz"`` or ``"encodec_48khz"``, downloaded once and cached.
+        """A model by name: shipped, Meta's (downloaded once and cached) or from the Hugging Face cache.
 
         Parameters
         ----------
         name : str
-            ``"encodec_24khz"`` or ``"encodec_48khz"``.
+            Any of ``encodec_np.checkpoint.PRETRAINED_NAMES``:
+            ``"encodec_np_small_24khz"`` (shipped in the package, offline),
+            ``"encodec_24khz"``, ``"encodec_48khz"`` (Meta's files),
+            ``"facebook/encodec_24khz"``, ``"facebook/encodec_32khz"``,
+            ``"facebook/encodec_48khz"`` (Hugging Face snapshots); see
+            :func:`~encodec_np.checkpoint.load_model`.
         cache_dir : str or Path, optional
             Where the checkpoint is cached; default ``$ENCODEC_NP_CACHE``, else
             ``$XDG_CACHE_HOME/encodec_np``, else ``~/.cache/encodec_np``.
@@ -385,8 +393,9 @@ class EncodecModel:
                 if scale is None:
                     raise EncodecError(f"frame {i}: {self.name} normalizes audio, so each frame needs its scale [B, 1]")
                 scale = np.asarray(scale, dtype=self.dtype).reshape(-1)
-                if scale.shape != (b,) or not np.isfinite(scale).all() or (scale <= 0).any():
-                    raise EncodecError(f"frame {i}: scale must be {b} positive finite values, got {scale}")
+                if scale.shape != (b,) or not np.isfinite(scale).all() or (scale <= 0).any() or (scale > MAX_SCALE).any():
+                    raise EncodecError(f"frame {i}: scale must be {b} positive finite values up to {MAX_SCALE:g}, "
+                                       f"got {scale}")
             elif scale is not None:
                 raise EncodecError(f"frame {i}: {self.name} does not normalize; pass scale=None")
             checked.append((codes.astype(np.int64), scale))

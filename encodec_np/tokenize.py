@@ -57,6 +57,7 @@ from .errors import EncodecError
 from .fileutil import atomic_output
 
 MANIFEST, FAILED, PARQUET, SHARDS = "manifest.jsonl", "failed.jsonl", "manifest.parquet", "shards"
+LOCK = ".tokenize.lock"
 DEFAULT_SHARD_SIZE = 1000
 #: File name suffixes taken as audio when a folder is scanned (what libsndfile reads).
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".aifc",
@@ -477,18 +478,40 @@ def read_manifest(out_dir) -> list[dict]:
 
 @contextlib.contextmanager
 def _lock(out_dir: Path):
-    """Hold ``OUT_DIR/.tokenize.lock`` (``flock``: released by the OS if this process dies)."""
+    """Hold ``OUT_DIR/.tokenize.lock`` (``flock``: released by the OS if this process dies).
+
+    The file is removed when the run ends. A contender that opened it just
+    before may then lock the removed file, so after locking each run checks
+    that its file is still the one at the path.
+    """
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows: no lock
         yield
         return
-    with open(out_dir / ".tokenize.lock", "w") as f:
+    path = out_dir / LOCK
+    for _ in range(10):
+        f = open(path, "a")
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
+            f.close()
             raise EncodecError(f"another tokenize run is writing to {out_dir}; wait for it to end") from None
+        try:
+            same = os.stat(path).st_ino == os.fstat(f.fileno()).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        f.close()  # the file we locked was removed by the run that just ended: lock the new one
+    else:  # pragma: no cover - needs ten runs ending in a row
+        raise EncodecError(f"could not lock {path}; retry")
+    try:
         yield
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()  # while still locked: no one else can hold this file
+        f.close()
 
 
 def _remove_stale(out_dir: Path, rows: list[dict]) -> None:
@@ -848,10 +871,10 @@ def tokens_to_frames(row: dict, codes: np.ndarray, config) -> list:
 
 
 def _audio_name(key: str) -> str:
-    """Where ``key``'s audio goes below the output folder: ``..`` and roots dropped, ``.wav`` added."""
+    """Where ``key``'s audio goes below the output folder: folders kept (``..`` and roots dropped),
+    the suffix replaced by ``.wav`` (``sub/clip.flac`` → ``sub/clip.wav``)."""
     parts = [p for p in PurePosixPath(key).parts if p not in ("..", ".", "/")]
-    name = "/".join(parts)
-    return name if name.lower().endswith(".wav") else name + ".wav"
+    return str(PurePosixPath(*parts).with_suffix(".wav"))
 
 
 # --------------------------------------------------------------------------- command line
@@ -901,8 +924,7 @@ def add_detokenize_parser(sub, common) -> None:
                     "files OUT_AUDIO_DIR/<bandwidth>kbps/<relative path>.wav at the model's rate.")
     p.add_argument("input", metavar="SHARD_OR_OUT_DIR")
     p.add_argument("output", metavar="OUT_AUDIO_DIR")
-    p.add_argument("--model", metavar="NAME|PATH",
-                   help="codec checkpoint (default: the pretrained model named in the manifest)")
+    cli._add_model_option(p)
     p.add_argument("-b", "--bandwidth", type=float, default=None, metavar="KBPS",
                    help="only the codes at this bandwidth (default: all)")
     p.add_argument("-n", "--limit", type=cli._positive_int, default=None, metavar="N",
@@ -929,7 +951,8 @@ def cmd_detokenize(args) -> int:
     out = Path(args.output)
     targets = [out / f"{row['bandwidth']:g}kbps" / _audio_name(row["key"]) for row in rows]
     if len(set(targets)) != len(targets):
-        raise EncodecError("two inputs map to the same output file name; detokenize one shard at a time")
+        raise EncodecError("two inputs map to the same output file name (say a.wav and a.flac in one folder: "
+                           "both decode to a.wav); detokenize one shard at a time")
     existing = [t for t in targets if t.exists()]
     if existing and not args.force:
         raise EncodecError(f"{existing[0]} already exists ({len(existing)} of the outputs do); "

@@ -5,7 +5,8 @@
 Each case is a seeded byte-level mutation (bit flips, hostile integers,
 truncation, insertions) of one of three small valid files, made with tiny
 random models and a tiny random LM; loading means ``decompress`` with the
-matching model and LM (nothing is ever downloaded). See ``fuzzlib``.
+matching model and LM (nothing is ever downloaded), and accepted files must
+decode to finite audio. See ``fuzzlib``.
 """
 from __future__ import annotations
 
@@ -57,8 +58,12 @@ def make_case(state: dict, rng: random.Random) -> tuple[bytes, str]:
 def load(state: dict, data: bytes, name: str, tmp: Path) -> None:
     import encodec_np
 
+    import numpy as np
+
     model = state["seeds"][int(name[4])][1]
-    encodec_np.decompress(data, model=model, lm=state["lm"])
+    audio, _ = encodec_np.decompress(data, model=model, lm=state["lm"])
+    if not np.isfinite(audio).all():  # accepted, but decoded to inf/NaN: a defect, not an "ok"
+        raise ArithmeticError("the decoded audio is not finite")
 
 
 if __name__ == "__main__":

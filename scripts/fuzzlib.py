@@ -155,6 +155,8 @@ def main(target, description: str) -> int:
             row = json.loads(line)
             if "outcome" in row:
                 counts[row["outcome"]] += 1
+                if sum(counts.values()) % 10_000 == 0:
+                    print(f"  {sum(counts.values())} cases, {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
                 last = row["case"]
                 if row["outcome"] in DEFECTS:
                     defects.append(row)

@@ -70,13 +70,11 @@ def test_weight_norm_folding():
                                v / np.linalg.norm(v.reshape(4, -1), axis=1)[:, None, None], rtol=1e-6)
 
 
-@pytest.mark.parametrize("parametrizations", [False, True])
-@pytest.mark.parametrize("preset", [encodec_np.encodec_24khz, encodec_np.encodec_48khz, encodec_np.encodec_32khz])
-def test_hugging_face_folder(tmp_path, preset, parametrizations):
+def write_hf_folder(folder, cfg, params, parametrizations=False):
+    """``cfg`` and ``params`` as a Hugging Face ``facebook/encodec_*`` folder."""
     from safetensors.numpy import save_file
-    cfg = tiny(preset, bins=preset().quantizer.bins)  # HF derives the codebook count from the bins
-    params = random_params(cfg, seed=2)
-    save_file(hf_state(to_official_state(params, cfg), parametrizations), str(tmp_path / "model.safetensors"))
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(hf_state(to_official_state(params, cfg), parametrizations), str(folder / "model.safetensors"))
     s = cfg.seanet
     hf_config = {
         "model_type": "encodec", "sampling_rate": cfg.sample_rate, "audio_channels": s.channels,
@@ -89,11 +87,67 @@ def test_hugging_face_folder(tmp_path, preset, parametrizations):
         "use_conv_shortcut": not s.true_skip, "target_bandwidths": list(cfg.target_bandwidths),
         "normalize": cfg.normalize, "chunk_length_s": cfg.segment, "overlap": cfg.overlap if cfg.segment else None,
     }
-    (tmp_path / "config.json").write_text(json.dumps(hf_config))
+    (folder / "config.json").write_text(json.dumps(hf_config))
+    return folder
+
+
+@pytest.mark.parametrize("parametrizations", [False, True])
+@pytest.mark.parametrize("preset", [encodec_np.encodec_24khz, encodec_np.encodec_48khz, encodec_np.encodec_32khz])
+def test_hugging_face_folder(tmp_path, preset, parametrizations):
+    cfg = tiny(preset, bins=preset().quantizer.bins)  # HF derives the codebook count from the bins
+    params = random_params(cfg, seed=2)
+    write_hf_folder(tmp_path, cfg, params, parametrizations)
     model = encodec_np.load_model(tmp_path, backend="numpy")
     assert model.config == cfg
     for k, v in params.items():
         np.testing.assert_allclose(model.params[k], v, rtol=2e-6, atol=1e-7, err_msg=k)
+
+
+def _hf_cache(root, repo_id, cfg, params, revision="0123abcd"):
+    """A Hugging Face hub cache holding one snapshot of ``repo_id``, as huggingface_hub lays it out."""
+    repo = root / ("models--" + repo_id.replace("/", "--"))
+    write_hf_folder(repo / "snapshots" / revision, cfg, params)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    return repo / "snapshots" / revision
+
+
+def test_hugging_face_cache_is_found_offline(tmp_path, monkeypatch):
+    import sys
+    cfg = tiny(bins=1024)
+    params = random_params(cfg, seed=5)
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # not installed
+    for var in ("HF_HUB_CACHE", "HF_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    _hf_cache(tmp_path / "hf" / "hub", "facebook/encodec_24khz", cfg, params)
+    model = encodec_np.load_model("facebook/encodec_24khz", backend="numpy")
+    assert model.config == cfg
+    np.testing.assert_allclose(model.params["quantizer.codebooks"], params["quantizer.codebooks"])
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "elsewhere"))  # takes precedence over HF_HOME
+    with pytest.raises(encodec_np.EncodecError, match="not in the Hugging Face cache.*pip install huggingface_hub"):
+        encodec_np.load_model("facebook/encodec_24khz")
+    _hf_cache(tmp_path / "elsewhere", "facebook/encodec_24khz", cfg, params)
+    assert encodec_np.EncodecModel.from_pretrained("facebook/encodec_24khz", backend="numpy").config == cfg
+
+
+def test_hugging_face_hub_is_used_when_installed(tmp_path, monkeypatch):
+    import sys
+    import types
+    cfg = tiny(bins=1024)
+    folder = write_hf_folder(tmp_path / "dl", cfg, random_params(cfg, seed=6))
+    calls = []
+
+    def snapshot_download(repo_id, allow_patterns=None, local_files_only=False):
+        calls.append((repo_id, tuple(allow_patterns), local_files_only))
+        if not local_files_only:
+            raise OSError("offline")
+        return str(folder)
+
+    monkeypatch.setitem(sys.modules, "huggingface_hub", types.SimpleNamespace(snapshot_download=snapshot_download))
+    assert encodec_np.load_model("facebook/encodec_48khz", backend="numpy").config == cfg
+    assert calls == [("facebook/encodec_48khz", ("config.json", "model.safetensors"), False),
+                     ("facebook/encodec_48khz", ("config.json", "model.safetensors"), True)]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -82,6 +82,7 @@ def api_roundtrip(model, wav, bandwidth):
     return data, ecdc.decompress(data, model=model)[0]
 
 
+@pytest.mark.slow
 def test_encode_decode_roundtrip_tokens_24(tmp_path, models):
     model, ckpt = models["24"]
     wav = write_wav(tmp_path / "in.wav", test_signal("chirp", 1, 12000, seed=1, sample_rate=24000), 24000)
@@ -107,6 +108,7 @@ def test_encode_decode_roundtrip_tokens_24(tmp_path, models):
     assert not leftovers(tmp_path)
 
 
+@pytest.mark.slow
 def test_long_file_streams_through_encode_and_decode(tmp_path, models):
     """A file over the model's long_input_seconds (10 s) is read and written chunk by chunk:
     the same bytes as the in-memory API."""
@@ -122,6 +124,7 @@ def test_long_file_streams_through_encode_and_decode(tmp_path, models):
     assert not leftovers(tmp_path)
 
 
+@pytest.mark.slow
 def test_48_structured_resampled_stereo_float(tmp_path, models):
     model, ckpt = models["48"]
     x = test_signal("noise", 1, 52000, seed=3, sample_rate=44100)  # mono 44.1 kHz FLAC → stereo 48 kHz
@@ -138,6 +141,7 @@ def test_48_structured_resampled_stereo_float(tmp_path, models):
     assert (info.samplerate, info.channels, info.frames, info.subtype) == (48000, 2, length, "FLOAT")
 
 
+@pytest.mark.slow
 def test_info(tmp_path, models):
     model, ckpt = models["48"]
     src = write_wav(tmp_path / "s.wav", test_signal("chirp", 2, 50000, seed=2, sample_rate=48000), 48000)
@@ -156,6 +160,7 @@ def test_info(tmp_path, models):
     assert "not an .ecdc file" in fail(run("info", tmp_path / "junk.bin"))
 
 
+@pytest.mark.slow
 def test_convert_th_to_safetensors(tmp_path):
     from th_writer import write_th
 
@@ -179,6 +184,7 @@ def test_convert_th_to_safetensors(tmp_path):
 # --------------------------------------------------------------------------- edge inputs
 @pytest.mark.parametrize("which, kind", [("24", "silent"), ("24", "one_sample"), ("24", "loud"),
                                          ("48", "silent"), ("48", "one_sample")])
+@pytest.mark.slow
 def test_edge_inputs(tmp_path, models, which, kind):
     model, ckpt = models[which]
     sr = model.sample_rate
@@ -197,6 +203,7 @@ def test_edge_inputs(tmp_path, models, which, kind):
     assert read_audio(tmp_path / "d.wav")[0].shape == y.shape
 
 
+@pytest.mark.slow
 def test_clipping_warning_on_the_command_line(tmp_path, models):
     """A loud decoded signal warns (one line on stderr) unless -r; -r scales it to peak 0.99."""
     model, ckpt = models["24"]
@@ -226,6 +233,7 @@ def test_clipping_warning_on_the_command_line(tmp_path, models):
 
 
 # --------------------------------------------------------------------------- failures and exit codes
+@pytest.mark.slow
 def test_usage_errors_exit_2(tmp_path, models):
     _, ckpt = models["24"]
     src = write_wav(tmp_path / "in.wav", np.zeros((1, 100), np.float32), 24000)
@@ -240,6 +248,7 @@ def test_usage_errors_exit_2(tmp_path, models):
     assert not (tmp_path / "o.ecdc").exists()
 
 
+@pytest.mark.slow
 def test_failures_exit_1_and_leave_nothing(tmp_path, models):
     _, ckpt = models["24"]
     src = write_wav(tmp_path / "in.wav", test_signal("noise", 1, 2000, seed=0, sample_rate=24000), 24000)
@@ -266,6 +275,7 @@ def test_failures_exit_1_and_leave_nothing(tmp_path, models):
     assert not leftovers(tmp_path)
 
 
+@pytest.mark.slow
 def test_existing_output_needs_force(tmp_path, models):
     _, ckpt = models["24"]
     src = write_wav(tmp_path / "in.wav", test_signal("noise", 1, 1000, seed=0, sample_rate=24000), 24000)
@@ -290,6 +300,7 @@ def test_decode_unknown_model_name_needs_model(tmp_path, models):
     assert "my_codec" in r.stdout and "--model" in r.stdout
 
 
+@pytest.mark.slow
 def test_lm_flag_with_a_local_lm(tmp_path, models):
     pytest.importorskip("encodec_np.lm")
     test_lm = pytest.importorskip("test_lm")
@@ -305,3 +316,62 @@ def test_lm_flag_with_a_local_lm(tmp_path, models):
     assert read_audio(tmp_path / "lm.wav")[0].tobytes() == read_audio(tmp_path / "plain.wav")[0].tobytes()
     r = ok(run("info", tmp_path / "lm.ecdc"))
     assert "language model" in r.stdout
+
+
+# --------------------------------------------------------------------------- a new user's first hour
+def test_offline_default_model_error_names_both_ways_out(tmp_path):
+    src = write_wav(tmp_path / "in.wav", test_signal("noise", 1, 2400, seed=0, sample_rate=24000), 24000)
+    env_cache = {"ENCODEC_NP_CACHE": str(tmp_path / "cache")}
+    result = subprocess.run([sys.executable, "-m", "encodec_np.cli", "encode", str(src), str(tmp_path / "o.ecdc")],
+                            capture_output=True, text=True, cwd=REPO, timeout=300,
+                            env={**os.environ, **env_cache, "ENCODEC_NP_BASE_URL": "http://127.0.0.1:9/"})
+    line = fail(result)
+    assert "--model encodec_np_small_24khz" in line and "--model /path/to/encodec_24khz-d7cc33bc.th" in line
+
+
+@pytest.mark.slow
+def test_mp3_output_reports_its_real_subtype(tmp_path, models):
+    import soundfile as sf
+    if "MP3" not in sf.available_formats():
+        pytest.skip("this libsndfile writes no MP3")
+    model, path = models["24"]
+    src = write_wav(tmp_path / "in.wav", test_signal("chirp", 1, 4800, seed=0, sample_rate=24000), 24000)
+    ok(run("encode", src, tmp_path / "a.ecdc", "--model", path))
+    result = ok(run("decode", tmp_path / "a.ecdc", tmp_path / "a.mp3", "--model", path))
+    assert "MPEG_LAYER_III" in result.stdout and "PCM_16" not in result.stdout
+    info = sf.info(str(tmp_path / "a.mp3"))
+    assert info.format == "MP3" and info.samplerate == 24000
+    line = fail(run("decode", tmp_path / "a.ecdc", tmp_path / "b.mp3", "--model", path, "--float"))
+    assert "MP3 files cannot hold FLOAT samples" in line
+    ogg = ok(run("decode", tmp_path / "a.ecdc", tmp_path / "a.ogg", "--model", path))
+    assert "VORBIS" in ogg.stdout
+
+
+@pytest.mark.slow
+def test_flags_are_spelled_alike_and_errors_name_the_command(tmp_path):
+    out = tmp_path / "g.npz"
+    ok(run("golden", out, "--length", 200, "-b", 6, "-q"))
+    line = fail(run("golden", out, "--length", 200))
+    assert "already exists; use -f/--force" in line
+    ok(run("golden", out, "--length", 200, "-f"))
+    bad = run("decode", "x.ecdc", "y.wav", "--bogus")
+    assert bad.returncode == 2 and "encodec-np decode: error: unrecognized arguments: --bogus" in bad.stderr
+    info = ok(run("info", "encodec_np_small_24khz"))
+    assert "encodec_np_small_24khz" in info.stdout and "16 codebooks" in info.stdout
+    for command in ("encode", "decode", "stream", "golden"):
+        helptext = run(command, "--help").stdout
+        assert "--backend NAME" in helptext and "cuda" in helptext and "--threads N" in helptext
+        assert "-q, --quiet" in helptext
+
+
+def test_detokenize_names_and_read_only_folders(tmp_path, monkeypatch):
+    from encodec_np import fileutil, tokenize as tk
+    assert tk._audio_name("sub/clip.flac") == "sub/clip.wav" and tk._audio_name("../a/b.wav") == "a/b.wav"
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(fileutil.os, "open", refuse)  # root ignores file modes: refuse the way a read-only folder does
+    with pytest.raises(encodec_np.EncodecError) as info:
+        encodec_np.write_audio(tmp_path / "out.wav", np.zeros((1, 10), np.float32), 24000)
+    assert str(info.value) == f"cannot write {tmp_path / 'out.wav'}: permission denied in {tmp_path}"

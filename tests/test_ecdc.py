@@ -382,6 +382,7 @@ def _meta_compress_module(monkeypatch, official):
     return mc
 
 
+@pytest.mark.slow
 @requires_torch
 @pytest.mark.oracle
 @pytest.mark.parametrize("preset, bandwidth, length", [(encodec_24khz, 6.0, 36000), (encodec_48khz, 6.0, 72000)])

@@ -11,7 +11,7 @@ from encodec_np.config import encodec_np_small_24khz
 from encodec_np.errors import EncodecError
 from encodec_np.hub import EMBEDDED, embedded_path
 from encodec_np.synthetic import random_model, test_signal
-from test_cli import fail, ok, run
+from test_cli import REPO, fail, ok, run
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +52,7 @@ def test_ecdc_names_the_shipped_model(small):
         ecdc.decompress(data, model=other)
 
 
+@pytest.mark.slow
 def test_demo_command(tmp_path):
     out = tmp_path / "demo"
     result = ok(run("demo", "--out", out))
@@ -70,6 +71,7 @@ def test_demo_command(tmp_path):
     ok(run("demo", "--out", out, "-f", "-q"))
 
 
+@pytest.mark.slow
 def test_demo_on_your_own_file(tmp_path):
     src = tmp_path / "in.wav"
     sf.write(src, test_signal("chirp", 2, 22050, seed=0, sample_rate=44100).T, 44100)  # stereo 44.1 kHz
@@ -77,3 +79,25 @@ def test_demo_on_your_own_file(tmp_path):
     assert "in.wav (0.5 s" in result.stdout
     assert sf.read(tmp_path / "o" / "decoded_6kbps.wav")[0].shape == (12000,)
     assert "does not exist" in fail(run("demo", "--input", tmp_path / "missing.wav", "--out", tmp_path / "p"))
+
+
+def test_demo_picture_has_a_db_colour_bar_and_labelled_panels():
+    from encodec_np.demo import spectrogram_figure
+    wav = test_signal("chirp", 1, 4800, seed=0, sample_rate=24000)
+    rows = [{"kbps": bw, "si_snr": 10.0 + bw, "mel_db": 9.5, "audio": wav * 0.5} for bw in (1.5, 6.0)]
+    fig = spectrogram_figure(wav, rows, 24000)
+    titles = [ax.get_title(loc="left") for ax in fig.axes]
+    assert titles[:3] == ["original", "1.5 kbps: SI-SNR 11.5 dB, log-mel distance 9.5 dB",
+                          "6 kbps: SI-SNR 16.0 dB, log-mel distance 9.5 dB"]
+    assert len(fig.axes) == 4 and fig.axes[3].get_ylabel() == "dB"  # the colour bar
+
+
+def test_readme_install_command_brings_what_the_demo_needs():
+    """The README's first command installs the demo extra, and that extra holds matplotlib (the picture)."""
+    import re
+    import tomllib
+    readme = (REPO / "README.md").read_text()
+    first = re.search(r"```bash\n(.*?)```", readme, re.S).group(1)
+    assert 'pip install -e ".[demo]"' in first and "encodec-np demo" in first
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any(dep.startswith("matplotlib") for dep in extras["demo"])

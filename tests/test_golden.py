@@ -267,6 +267,7 @@ def test_cli_golden_subprocess(tmp_path):
         assert np.array_equal(data["codes"], model.encode(want[None])[0][0])
 
 
+@pytest.mark.slow
 def test_cli_usage_and_failures(tmp_path):
     r = run_cli("golden", tmp_path / "g.npz", "--dtype", "float16")
     assert r.returncode == 2 and "invalid choice" in r.stderr
@@ -297,12 +298,15 @@ def test_cli_main_in_process_with_wav(tmp_path, capsys):
         assert data["input"].shape == (1, 2, 700)
         assert np.allclose(data["input"][0], x[:, :700], atol=1 / 32768)
         assert "scale" in data.files and bool(data["meta/segment_only"])
-    assert main(["golden", str(out), "--input", str(wav)]) == 1      # 48 kHz file, 24 kHz model
+    assert main(["golden", str(out), "--input", str(wav)]) == 1      # exists: golden never overwrites silently
+    assert "-f/--force" in capsys.readouterr().err
+    assert main(["golden", str(out), "--input", str(wav), "-f"]) == 1      # 48 kHz file, 24 kHz model
     assert "resample" in capsys.readouterr().err
     assert main(["golden", str(out), "--length", "0"]) == 1
     assert main(["--version"]) == 0
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("encodec-np") is None, reason="console script not installed")
 def test_console_script(tmp_path):
     out = tmp_path / "g.npz"

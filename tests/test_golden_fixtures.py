@@ -174,6 +174,7 @@ def test_fixture_metadata():
                     assert np.array_equal(low, high[:, :low.shape[1]])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", MODELS)
 def test_float32_matches_official(name, capsys):
     stats = check_against_fixture(name, "float32")

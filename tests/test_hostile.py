@@ -155,6 +155,7 @@ def bombs(tmp_path_factory):
             "pickle": _bomb(folder / "pickle.th", "archive/data.pkl", None)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("which,match", [("storage", "more than the 16"), ("pickle", "more than the")])
 def test_deflate_bombs_are_read_with_a_cap(bombs, which, match):  # C6
     assert bombs[which].stat().st_size < 5 << 20
@@ -310,6 +311,7 @@ def test_weights_check_covers_our_format_and_direct_construction(tmp_path):
 
 
 # --------------------------------------------------------------------------- .ecdc with an LM
+@pytest.mark.slow
 def test_lm_header_length_is_not_allocated_up_front(tmp_path):  # E1
     setup = """
         import sys, numpy as np
@@ -397,6 +399,7 @@ with atomic_output(sys.argv[1]) as tmp:
 """
 
 
+@pytest.mark.slow
 def test_dead_writers_leftovers_are_removed_live_ones_kept(tmp_path):  # T1
     out = tmp_path / "out.wav"
     dead = subprocess.run([sys.executable, "-c", WRITER, str(out), "die"], capture_output=True)
@@ -417,3 +420,18 @@ def test_dead_writers_leftovers_are_removed_live_ones_kept(tmp_path):  # T1
     finally:
         live.communicate("go\n", timeout=30)
     assert out.read_bytes() == b"half" and not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
+
+
+def test_ecdc_scale_that_would_overflow_is_refused():
+    """Found by the fuzzer: a segment scale of 3e38 decoded to inf samples."""
+    from test_cli import tiny
+
+    from encodec_np import ecdc
+    from encodec_np.synthetic import random_model, test_signal
+    model = random_model(tiny(encodec_np.encodec_48khz), 0, backend="numpy")
+    model.set_target_bandwidth(6.0)
+    data = bytearray(encodec_np.compress(model, test_signal("noise", 2, 4000, seed=0, sample_rate=48000)))
+    at = len(ecdc.header_bytes(model.name, 4000, 2, False))
+    data[at:at + 4] = struct.pack("!f", 3e38)
+    with pytest.raises(encodec_np.EncodecError, match=r"scale 3\.0+\d*e\+38; scales are RMS values"):
+        encodec_np.decompress(bytes(data), model=model)

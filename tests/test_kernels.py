@@ -27,6 +27,7 @@ def tol(dtype, reduction):
          dtype=np.float32, seed=0)  # length < kernel
 @example(b=2, c_in=1, c_out=1, k=2, stride=8, dilation=1, length=16, left=0, right=0, mode="constant",
          dtype=np.float64, seed=0)  # stride > kernel
+@pytest.mark.slow
 def test_padded_conv1d(b, c_in, c_out, k, stride, dilation, length, left, right, mode, dtype, seed):
     span = (k - 1) * dilation + 1
     assume(length + left + right >= span)
@@ -60,6 +61,7 @@ def test_non_contiguous_inputs_compile_once():
 
 @given(b=st.integers(1, 3), c_in=st.integers(1, 6), c_out=st.integers(1, 6), k=st.integers(1, 17),
        stride=st.integers(1, 9), t=st.integers(1, 40), dtype=dtypes, seed=st.integers(0, 2**31))
+@pytest.mark.slow
 @example(b=1, c_in=1, c_out=1, k=2, stride=8, t=1, dtype=np.float32, seed=0)  # one frame, stride > kernel
 def test_conv_transpose1d(b, c_in, c_out, k, stride, t, dtype, seed):
     rng = np.random.default_rng(seed)
@@ -84,6 +86,7 @@ def test_elu(shape, dtype, scale, seed):
 
 @given(shape=st.tuples(st.integers(1, 3), st.integers(1, 8), st.integers(1, 400)), dtype=dtypes,
        offset=st.floats(-10, 10), scale=st.floats(0.01, 100), seed=st.integers(0, 2**31))
+@pytest.mark.slow
 def test_group_norm(shape, dtype, offset, scale, seed):
     rng = np.random.default_rng(seed)
     x = (rng.standard_normal(shape) * scale + offset).astype(dtype)
@@ -101,6 +104,7 @@ def test_group_norm(shape, dtype, offset, scale, seed):
 
 @given(b=st.integers(1, 3), c=st.integers(1, 6), hidden=st.integers(1, 9), t=st.integers(1, 25),
        layers=st.integers(1, 2), with_state=st.booleans(), dtype=dtypes, seed=st.integers(0, 2**31))
+@pytest.mark.slow
 def test_lstm(b, c, hidden, t, layers, with_state, dtype, seed):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((b, c, t)).astype(dtype)
@@ -170,6 +174,7 @@ def test_threads_scope_restores_and_limits_blas():
     assert numba.get_num_threads() == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", ["encodec_24khz", "encodec_48khz"])
 def test_whole_model_numba_equals_numpy(preset):
     """Full-size models, every bandwidth: identical codes except near-ties, waveform within 1e-4 of peak."""

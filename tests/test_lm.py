@@ -305,6 +305,7 @@ PROBA_TOL = 5e-6
     (32, 75, 8, 40),
     (16, 150, 16, 120),   # past_context 525; the official step costs ~0.1 s here
 ])
+@pytest.mark.slow
 def test_lm_step_matches_official(n_q, frame_rate, K, steps):
     import torch
     theirs = official_lm(n_q, frame_rate)
@@ -328,6 +329,7 @@ def test_lm_step_matches_official(n_q, frame_rate, K, steps):
     assert max_diff < PROBA_TOL
 
 
+@pytest.mark.slow
 @requires_torch
 @pytest.mark.oracle
 def test_lm_forward_matches_official():
@@ -350,6 +352,7 @@ def test_lm_forward_matches_official():
         assert np.abs(a - b.numpy()).max() < 1e-4
 
 
+@pytest.mark.slow
 @requires_torch
 @pytest.mark.oracle
 @pytest.mark.parametrize("peaked", [False, True])
@@ -418,6 +421,7 @@ def test_deterministic_math_helpers():
     assert np.abs(sin - np.sin(phase)).max() < 1e-13 and np.abs(cos - np.cos(phase)).max() < 1e-13
 
 
+@pytest.mark.slow
 def test_step_ignores_blas_threads(tmp_path):
     """Step probabilities are the same bits whatever BLAS thread count a process runs with."""
     import subprocess
@@ -460,6 +464,7 @@ def test_step_matches_forward():
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(K=st.integers(4, 32), T=st.integers(1, 50), seed=st.integers(0, 2 ** 32 - 1),
        kind=st.sampled_from(["flat", "peaked"]))
+@pytest.mark.slow
 @example(K=32, T=50, seed=0, kind="flat")
 def test_encode_decode_round_trip(K, T, seed, kind):
     lm = numpy_lm(kind)

@@ -140,6 +140,8 @@ def test_bad_codes(m24, m48):
         m48.decode([(good, None)])
     with pytest.raises(EncodecError, match="positive finite"):
         m48.decode([(good, np.array([[np.nan]], np.float32))])
+    with pytest.raises(EncodecError, match="up to 10000"):  # would overflow float32 into inf
+        m48.decode([(good, np.array([[3e38]], np.float32))])
     with pytest.raises(EncodecError, match="differs from frame 0"):
         m48.decode([(good, np.ones((1, 1))), (np.zeros((1, 2, 3), np.int64), np.ones((1, 1)))])
 

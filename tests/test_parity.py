@@ -92,6 +92,7 @@ def tie_report(ours, x, our_frames, their_frames):
     return mismatched / max(columns, 1), np.array(gaps)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["encodec_24khz", "encodec_48khz"])
 @pytest.mark.parametrize("length", LENGTHS)
 def test_codes_and_waveform_match_official(name, length):
@@ -153,6 +154,7 @@ def test_forward_matches_official(name):
     assert np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["encodec_24khz", "encodec_48khz"])
 def test_float64_is_tighter(name):
     import torch

@@ -57,6 +57,7 @@ def test_streaming_decoder_equals_one_shot(frames, cuts, backend, seed):
     np.testing.assert_allclose(got, expected, atol=1e-5 * max(1.0, np.abs(expected).max()), rtol=0)
 
 
+@pytest.mark.slow
 def test_latency_is_exactly_as_documented():
     """Encoder: 7 frames at once after 2240 samples (start look-ahead), then one per 320 samples.
     Decoder: 2240 samples after 7 frames, then 320 per frame."""
@@ -154,27 +155,68 @@ def test_segmented_streaming_equals_one_shot(length, cuts, frame_cuts, seed):
     np.testing.assert_allclose(got, audio, atol=1e-6 * max(1.0, np.abs(audio).max()), rtol=0)
 
 
+@pytest.mark.slow
 def test_stream_command_through_a_pipe(tmp_path):
-    """`encodec-np stream` between pipes gives the one-shot codes, and --decode the one-shot audio."""
+    """`encodec-np stream` between pipes gives the one-shot codes, and --decode the one-shot audio:
+    framed by default (header + end record: the output has the input's length), or --raw."""
     import subprocess
     import sys
+
+    from encodec_np import codestream
     model = MODELS["numpy"]
     path = tmp_path / "tiny.safetensors"
     encodec_np.save_model(model, path)
     pcm = np.round(test_signal("chirp", 1, 5000, seed=2)[0] * 32767).astype("<i2")
-    cmd = [sys.executable, "-m", "encodec_np.cli", "stream", "--model", str(path), "-b", "6", "--chunk", "777",
+    cmd = [sys.executable, "-m", "encodec_np.cli", "stream", "--model", str(path), "--chunk", "777",
            "--backend", "numpy"]
-    run = subprocess.run(cmd, input=pcm.tobytes(), capture_output=True, timeout=300)
-    assert run.returncode == 0, run.stderr.decode()
-    codes = np.frombuffer(run.stdout, dtype="<i2").reshape(-1, 8).T[None].astype(np.int64)
     model.set_target_bandwidth(6.0)
     expected = model.encode((pcm / 32768.0).astype(np.float32)[None, None])[0][0]
-    np.testing.assert_array_equal(codes, expected)
-    run = subprocess.run(cmd + ["--decode"], input=run.stdout, capture_output=True, timeout=300)
-    assert run.returncode == 0, run.stderr.decode()
-    audio = np.frombuffer(run.stdout, dtype="<i2")
     reference = np.clip(np.round(model.decode([(expected, None)])[0, 0] * 32767), -32768, 32767)
-    assert audio.shape == reference.shape
-    assert np.abs(audio - reference).max() <= 1  # int16 rounding of float32-close outputs
-    bad = subprocess.run(cmd, input=b"\x01", capture_output=True, timeout=300)
+    header = codestream.header_bytes(model.name, 8)
+    for raw in (False, True):
+        flags = ["-b", "6"] + (["--raw"] if raw else [])
+        run = subprocess.run(cmd + flags, input=pcm.tobytes(), capture_output=True, timeout=300)
+        assert run.returncode == 0, run.stderr.decode()
+        body = run.stdout
+        if not raw:
+            assert body.startswith(header) and body.endswith(codestream.end_bytes(5000))
+            body = body[len(header):-codestream.END.size]
+        codes = np.frombuffer(body, dtype="<i2").reshape(-1, 8).T[None].astype(np.int64)
+        np.testing.assert_array_equal(codes, expected)
+        dec = subprocess.run(cmd + ["--decode"] + (flags if raw else []), input=run.stdout, capture_output=True,
+                             timeout=300)
+        assert dec.returncode == 0, dec.stderr.decode()
+        audio = np.frombuffer(dec.stdout, dtype="<i2")
+        want = reference if raw else reference[:5000]  # whole frames without the end record
+        assert audio.shape == want.shape
+        assert np.abs(audio - want).max() <= 1  # int16 rounding of float32-close outputs
+        if not raw:
+            framed = run.stdout
+    # The header makes a mismatch an error, not wrong audio.
+    wrong_bw = subprocess.run(cmd + ["--decode", "-b", "3"], input=framed, capture_output=True, timeout=300)
+    assert wrong_bw.returncode == 1 and b"made at 6 kbps (8 codebooks), not -b 3" in wrong_bw.stderr
+    other = codestream.header_bytes("encodec_48khz", 8) + framed[len(header):]
+    wrong_model = subprocess.run(cmd + ["--decode"], input=other, capture_output=True, timeout=300)
+    assert wrong_model.returncode == 1 and b"made by the model 'encodec_48khz'" in wrong_model.stderr
+    headerless = subprocess.run(cmd + ["--decode"], input=framed[len(header):], capture_output=True, timeout=300)
+    assert headerless.returncode == 1 and b"--raw" in headerless.stderr
+    bad = subprocess.run(cmd + ["--raw"], input=b"\x01", capture_output=True, timeout=300)
     assert bad.returncode == 1 and b"stray bytes" in bad.stderr
+
+
+def test_frame_reader_finds_the_end_record_at_any_cut():
+    """The end record (10 bytes) is shorter than a frame of 8 codes (16 bytes) and longer than one of 1."""
+    from encodec_np.codestream import FrameReader, end_bytes
+    rng = np.random.default_rng(0)
+    for k in (1, 4, 8):
+        codes = rng.integers(0, 1024, (k, 37))
+        data = codes.T.astype("<i2").tobytes() + end_bytes(11_777)
+        cuts = sorted(rng.choice(len(data), 6, replace=False))
+        reader, parts = FrameReader(k), []
+        for a, b in zip([0, *cuts], [*cuts, len(data)]):
+            parts.append(reader.feed(data[a:b]))
+        reader.close()
+        assert reader.length == 11_777
+        np.testing.assert_array_equal(np.concatenate(parts, axis=1), codes)
+        with pytest.raises(encodec_np.EncodecError, match="after its end record"):
+            FrameReader(k).feed(data + b"\0\0")

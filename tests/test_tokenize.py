@@ -88,6 +88,7 @@ def corpus(tmp_path_factory, models):
             "stdout": result.stdout, "stderr": result.stderr}
 
 
+@pytest.mark.slow
 def test_reference_output(corpus):
     """Layout, manifest fields, shard contents (plain NumPy), failures, summary."""
     out, keys = corpus["ref"], corpus["keys"]
@@ -131,9 +132,10 @@ def test_reference_output(corpus):
         in corpus["stdout"]
     assert "h of audio per hour" in corpus["stdout"] and "tokens" in corpus["stdout"]
     assert f"warning: {bad} of {len(keys) + bad} files could not be tokenized" in corpus["stderr"]
-    assert not [p for p in out.rglob("*.part")]
+    assert not [p for p in out.rglob("*.part")] and not (out / tk.LOCK).exists()
 
 
+@pytest.mark.slow
 def test_serial_and_dask_give_identical_bytes(corpus, tmp_path):
     reference = snapshot(corpus["ref"])
     ok(run("tokenize", corpus["root"] / "corpus", tmp_path / "serial", "--workers", 1, "-q", *corpus["common"]))
@@ -144,6 +146,7 @@ def test_serial_and_dask_give_identical_bytes(corpus, tmp_path):
     assert snapshot(tmp_path / "dask") == reference
 
 
+@pytest.mark.slow
 def test_rerun_skips_everything(corpus, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(corpus["ref"], out)
@@ -167,6 +170,7 @@ def test_rerun_skips_everything(corpus, tmp_path):
     assert len(names - set(snapshot(corpus["ref"]))) == 3    # its group at each bandwidth
 
 
+@pytest.mark.slow
 def test_worker_death_is_reported_then_redone(corpus, tmp_path):
     out, victim = tmp_path / "out", corpus["keys"][10]
     r = ok(run("tokenize", corpus["root"] / "corpus", out, *corpus["common"], "--workers", 2,
@@ -179,6 +183,7 @@ def test_worker_death_is_reported_then_redone(corpus, tmp_path):
     assert snapshot(out) == snapshot(corpus["ref"])
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_without_loss_or_duplicates(corpus, tmp_path):
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "encodec_np.cli", "tokenize", corpus["root"] / "corpus", out,
@@ -202,6 +207,7 @@ def test_killed_run_resumes_without_loss_or_duplicates(corpus, tmp_path):
     assert snapshot(out) == snapshot(corpus["ref"])
 
 
+@pytest.mark.slow
 def test_manifest_inputs(corpus, tmp_path):
     """CSV and JSONL manifests: keys as written; the same codes as from the folder; missing files fail."""
     src = corpus["root"] / "corpus"
@@ -228,6 +234,7 @@ def test_manifest_inputs(corpus, tmp_path):
                                           "--model", corpus["models"]["24"]))
 
 
+@pytest.mark.slow
 def test_detokenize_round_trip(corpus, tmp_path):
     model = encodec_np.load_model(corpus["models"]["24"], backend="numpy")
     shard = sorted((corpus["ref"] / "shards/3kbps").iterdir())[1]
@@ -245,6 +252,7 @@ def test_detokenize_round_trip(corpus, tmp_path):
     assert len(list((tmp_path / "some").rglob("*.wav"))) == 3
 
 
+@pytest.mark.slow
 def test_48khz_scales_and_round_trip(corpus, tmp_path):
     """Segmented stereo model: scales per segment in the manifest; a 3-channel file fails cleanly."""
     src = tmp_path / "in"
@@ -262,6 +270,7 @@ def test_48khz_scales_and_round_trip(corpus, tmp_path):
         assert sr == 48000 and y.shape == (2, row["samples"])
 
 
+@pytest.mark.slow
 def test_errors_and_exit_codes(corpus, tmp_path):
     model = corpus["models"]["24"]
     src = corpus["root"] / "corpus"

@@ -52,6 +52,7 @@ def trained(tmp_path_factory):
     return model, out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bandwidth", [12.0, 24.0, 48.0])
 def test_exported_model_gives_the_framework_codes(trained, bandwidth):
     import torch
