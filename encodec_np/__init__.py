@@ -6,18 +6,31 @@
 >>> frames = model.encode(x)          # x [B, C, T] float32        # doctest: +SKIP
 >>> y = model.decode(frames)                                      # doctest: +SKIP
 """
-from .checkpoint import load_model, read_checkpoint, save_model
-from .config import (EncodecConfig, RVQConfig, SEANetConfig, encodec_24khz, encodec_32khz,
-                     encodec_48khz)
-from .errors import CheckpointError, EncodecError
-from .audio import convert_audio, read_audio, write_audio
-from .ecdc import compress, decompress
-from .streaming import StreamingDecoder, StreamingEncoder
-from .model import EncodecModel
 from . import functional
-from .functional import (Decoder, Encoder, build, build_decoder, build_encoder, build_rvq,
-                         commitment_loss, decode, encode, init_codebooks, loss, output_size,
-                         rvq_dequantize, rvq_quantize, spectral_loss)
+from .audio import convert_audio, read_audio, write_audio
+from .checkpoint import load_model, read_checkpoint, save_model
+from .config import EncodecConfig, RVQConfig, SEANetConfig, encodec_24khz, encodec_32khz, encodec_48khz
+from .ecdc import compress, decompress
+from .errors import CheckpointError, EncodecError
+from .functional import (
+    Decoder,
+    Encoder,
+    build,
+    build_decoder,
+    build_encoder,
+    build_rvq,
+    commitment_loss,
+    decode,
+    encode,
+    init_codebooks,
+    loss,
+    output_size,
+    rvq_dequantize,
+    rvq_quantize,
+    spectral_loss,
+)
+from .model import EncodecModel
+from .streaming import StreamingDecoder, StreamingEncoder
 
 __version__ = "0.1.0"
 

@@ -218,6 +218,9 @@ def config_from_hf(hf: dict) -> EncodecConfig:
         bandwidths = tuple(float(b) for b in _hf_numbers(hf, "target_bandwidths", (), float, 64))
         if not bandwidths:
             raise CheckpointError("invalid Hugging Face config.json: target_bandwidths is empty")
+        if not all(0 < b <= cfgmod.MAX_BANDWIDTH for b in bandwidths):  # before the codebook count is sized
+            raise CheckpointError(f"invalid Hugging Face config.json: target_bandwidths {bandwidths!r:.80} must lie "
+                                  f"in (0, {cfgmod.MAX_BANDWIDTH:g}] kbps")
         bins = _hf_value(hf, "codebook_size", 1024, int)
         if not 2 <= bins <= 1 << 16:
             raise CheckpointError(f"invalid Hugging Face config.json: codebook_size {bins} is outside 2..65536")

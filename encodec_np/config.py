@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import EncodecError
+from .errors import BandwidthError, EncodecError
 
 NORMS = ("weight_norm", "time_group_norm", "none")
 PAD_MODES = ("reflect", "constant", "replicate")
@@ -23,10 +23,13 @@ PAD_MODES = ("reflect", "constant", "replicate")
 # model and plausible custom ones, narrow enough that no value can ask for an absurd
 # allocation or loop before the weights are matched against it.
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1_000, 1_000_000
+#: The bandwidth (kbps) used where none is given: the command line's -b, tokenize_dataset's None.
+DEFAULT_BANDWIDTH = 6.0
 MAX_WIDTH = 4096      # channels of any layer's input (n_filters, dimension)
 MAX_KERNEL = 255
 MAX_HOP = 1 << 16     # samples per frame (Meta's: 320)
 MAX_DILATION = 1024   # of the last residual unit
+MAX_BANDWIDTH = 10_000.0  # kbps
 
 
 def _is_int(value) -> bool:
@@ -161,9 +164,9 @@ class EncodecConfig:
         _check_int(self, "sample_rate", MIN_SAMPLE_RATE, MAX_SAMPLE_RATE)
         bandwidths = self.target_bandwidths
         if not isinstance(bandwidths, tuple) or not 1 <= len(bandwidths) <= 64 \
-                or not all(_is_real(b) and 0 < b <= 10_000 for b in bandwidths):
+                or not all(_is_real(b) and 0 < b <= MAX_BANDWIDTH for b in bandwidths):
             raise EncodecError("target_bandwidths must be a tuple of 1 to 64 bandwidths in kbps, each in "
-                               f"(0, 10000], got {bandwidths!r:.100}")
+                               f"(0, {MAX_BANDWIDTH:g}], got {bandwidths!r:.100}")
         _check_bool(self, "normalize")
         if self.segment is not None:
             _check_real(self, "segment", 0.0, 3600.0)
@@ -191,6 +194,17 @@ class EncodecConfig:
     def segment_stride(self) -> int | None:
         length = self.segment_length
         return None if length is None else max(1, int((1 - self.overlap) * length))
+
+    def checked_bandwidth(self, bandwidth: float | None = None) -> float:
+        """``bandwidth`` (``None``: :data:`DEFAULT_BANDWIDTH`) if the model has it, else :class:`BandwidthError`."""
+        choices = ", ".join(f"{b:g}" for b in self.target_bandwidths)
+        if bandwidth is None:
+            if DEFAULT_BANDWIDTH not in self.target_bandwidths:
+                raise BandwidthError(f"{self.name} has no {DEFAULT_BANDWIDTH:g} kbps; choose from {choices}")
+            return DEFAULT_BANDWIDTH
+        if bandwidth not in self.target_bandwidths:
+            raise BandwidthError(f"{self.name} supports {choices} kbps", bandwidth)
+        return bandwidth
 
     def replace(self, **changes) -> "EncodecConfig":
         return dataclasses.replace(self, **changes)

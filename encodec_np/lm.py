@@ -47,8 +47,14 @@ from pathlib import Path
 import numpy as np
 from scipy.special import erf
 
-from .arithmetic import (TOTAL_RANGE_BITS, ArithmeticCoder, ArithmeticDecoder, EntropyCodingError,
-                         build_stable_quantized_cdf, verify_stream)
+from .arithmetic import (
+    TOTAL_RANGE_BITS,
+    ArithmeticCoder,
+    ArithmeticDecoder,
+    EntropyCodingError,
+    build_stable_quantized_cdf,
+    verify_stream,
+)
 from .errors import CheckpointError, EncodecError
 
 __all__ = ["LMModel", "LMState", "load_lm", "lm_name_for", "encode_codes", "decode_codes",

@@ -20,8 +20,7 @@ from typing import List, Tuple
 
 import numpy as np
 
-from .audio import (AudioWriter, audio_info, convert_audio, read_audio, read_blocks, warn_if_over_range,
-                    write_audio)
+from .audio import AudioWriter, audio_info, convert_audio, read_audio, read_blocks, warn_if_over_range, write_audio
 from .ecdc import _report
 from .errors import EncodecError
 

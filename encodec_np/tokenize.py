@@ -42,7 +42,6 @@ import multiprocessing
 import os
 import sys
 import time
-import warnings
 import zipfile
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -52,8 +51,7 @@ from typing import Callable, Iterable, Iterator, Optional
 
 import numpy as np
 
-from . import cli
-from .errors import EncodecError
+from .errors import EncodecError, describe_error
 from .fileutil import atomic_output
 
 MANIFEST, FAILED, PARQUET, SHARDS = "manifest.jsonl", "failed.jsonl", "manifest.parquet", "shards"
@@ -155,19 +153,13 @@ def _read_input_manifest(manifest: Path) -> list[tuple[str, str]]:
 
 # --------------------------------------------------------------------------- model and checksums
 def resolve_checkpoint(spec=None) -> Path:
-    """The checkpoint file (or Hugging Face folder) for a pretrained name or a path; downloads once.
+    """The checkpoint file (or Hugging Face folder) for a model name or a path, which must exist.
 
-    ``None`` is the model shipped in the package (``encodec_np_small_24khz``), as for ``load_model``.
+    Names as :func:`~encodec_np.load_model` (``None``: the shipped model); Meta's files download once.
     """
-    from .config import PRESETS
-    from .hub import EMBEDDED
+    from .checkpoint import resolve_checkpoint as resolve
 
-    spec = EMBEDDED if spec is None else spec
-    if isinstance(spec, str) and spec in PRESETS and not Path(spec).exists():
-        from .hub import pretrained_path
-
-        return pretrained_path(spec)
-    path = Path(spec)
+    path = resolve(spec)
     if not path.exists():
         raise FileNotFoundError(2, "no such checkpoint", str(path))
     return path
@@ -259,7 +251,7 @@ def _tokenize_file(job: _Job, key: str, path: str, known: tuple = ()) -> dict:
     try:
         out["sha256"] = _sha256(Path(path))
     except OSError as exc:
-        return {**out, "status": "failed", "error": cli._format_error(exc)}
+        return {**out, "status": "failed", "error": describe_error(exc)}
     if out["sha256"] in known:
         return {**out, "status": "known", "rss": _peak_rss()}
     model = _worker_model(job)  # a checkpoint or backend that fails here fails the run, not the file
@@ -270,9 +262,9 @@ def _tokenize_file(job: _Job, key: str, path: str, known: tuple = ()) -> dict:
     except EncodecError as exc:  # the content is at fault: the same file fails again
         return {**out, "status": "failed", "error": str(exc)}
     except Exception as exc:  # I/O, memory or anything else: not held against the content
-        return {**out, "sha256": None, "status": "failed", "error": f"{type(exc).__name__}: {cli._format_error(exc)}"}
+        return {**out, "sha256": None, "status": "failed", "error": f"{type(exc).__name__}: {describe_error(exc)}"}
     scales = [float(np.asarray(s).reshape(-1)[0]) for _, s in frames] if model.normalize else None
-    codes = cli.tokens_array(frames, model.config.quantizer.bins)
+    codes = tokens_array(frames, model.config.quantizer.bins)
     return {**out, "status": "encoded", "codes": codes, "scales": scales, "sample_rate": sample_rate,
             "channels": wav.shape[0], "duration": wav.shape[1] / sample_rate, "samples": x.shape[1],
             "frames": codes.shape[1], "rss": _peak_rss()}
@@ -735,7 +727,7 @@ def tokenize_dataset(source, out_dir, *, model=None, bandwidths: Iterable[float]
     from .checkpoint import read_checkpoint
 
     config, _ = read_checkpoint(checkpoint)
-    bandwidths = sorted({cli._checked_bandwidth(config, None if bw is None else float(bw)) for bw in bandwidths})
+    bandwidths = sorted({config.checked_bandwidth(None if bw is None else float(bw)) for bw in bandwidths})
     inputs, ignored = list_inputs(source, exclude=out_dir)
     if not inputs:
         raise EncodecError(f"no audio files in {source} (looked for {', '.join(sorted(AUDIO_SUFFIXES))})")
@@ -799,8 +791,8 @@ def _write_parquet(path: Path, rows: list[dict]) -> None:
 
 
 # --------------------------------------------------------------------------- reading tokens back
-def _select(path, bandwidth: Optional[float] = None, limit: Optional[int] = None) -> tuple[Path, list[dict]]:
-    """``(OUT_DIR, manifest rows)`` for an output folder or one of its shards."""
+def select_tokens(path, bandwidth: Optional[float] = None, limit: Optional[int] = None) -> tuple[Path, list[dict]]:
+    """``(OUT_DIR, manifest rows)`` for an output folder or one of its shards (see :func:`read_tokens`)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(2, "no such file or folder", str(path))
@@ -834,11 +826,12 @@ def read_tokens(path, *, bandwidth: Optional[float] = None,
     A shard alone is plain NumPy: ``np.load(shard)[key]`` is the codes of
     ``key``; the row adds what decoding needs (``samples``, ``scales``).
     """
-    out_dir, rows = _select(path, bandwidth, limit)
-    yield from _codes_of(out_dir, rows)
+    out_dir, rows = select_tokens(path, bandwidth, limit)
+    yield from codes_of(out_dir, rows)
 
 
-def _codes_of(out_dir: Path, rows: list[dict]) -> Iterator[tuple[dict, np.ndarray]]:
+def codes_of(out_dir: Path, rows: list[dict]) -> Iterator[tuple[dict, np.ndarray]]:
+    """Yield ``(row, codes int16 [K, F])`` for ``rows`` of ``out_dir``'s manifest, in their order, shard by shard."""
     by_shard: dict = {}
     for row in rows:
         by_shard.setdefault(row["shard"], []).append(row)
@@ -870,98 +863,22 @@ def tokens_to_frames(row: dict, codes: np.ndarray, config) -> list:
     return frames
 
 
-def _audio_name(key: str) -> str:
+def audio_name(key: str) -> str:
     """Where ``key``'s audio goes below the output folder: folders kept (``..`` and roots dropped),
     the suffix replaced by ``.wav`` (``sub/clip.flac`` → ``sub/clip.wav``)."""
     parts = [p for p in PurePosixPath(key).parts if p not in ("..", ".", "/")]
     return str(PurePosixPath(*parts).with_suffix(".wav"))
 
 
-# --------------------------------------------------------------------------- command line
-def add_tokenize_parser(sub, common) -> None:
-    p = sub.add_parser(
-        "tokenize", parents=[common], help="encode a folder or manifest of audio files into sharded codes",
-        description="Encode every audio file of INPUT (a folder, scanned recursively, or a .csv/.jsonl manifest "
-                    "with a 'path' column) into int16 codes, written as .npz shards (one array per input, named "
-                    "by its relative path) with manifest.jsonl and failed.jsonl in OUT_DIR. Runs on all cores by "
-                    "default; a re-run skips finished work; unreadable files are reported, not fatal.")
-    p.add_argument("input", metavar="INPUT_DIR_OR_MANIFEST")
-    p.add_argument("output", metavar="OUT_DIR")
-    cli._add_encoder_options(p, lm=False, several=True)
-    p.add_argument("--workers", type=cli._positive_int, default=None, metavar="N",
-                   help="worker processes (default: one per core); with --dask, LocalCluster workers")
-    p.add_argument("--dask", nargs="?", const="local", default=None, metavar="ADDRESS",
-                   help="run on Dask: a LocalCluster of --workers workers, or the cluster at ADDRESS "
-                        "(tcp://host:8786; its workers must read the inputs and the checkpoint at the same paths)")
-    p.add_argument("--shard-size", type=cli._positive_int, default=DEFAULT_SHARD_SIZE, metavar="N",
-                   help=f"inputs per shard (default {DEFAULT_SHARD_SIZE})")
-    p.add_argument("--parquet", action="store_true", help="also write manifest.parquet (needs pyarrow)")
-    cli._add_run_options(p)
+def tokens_array(frames, bins: int) -> np.ndarray:
+    """Codes of all segments ``[K, sum of frames]``: int16 (int32 for codebooks over 32768 entries).
 
-
-def cmd_tokenize(args) -> int:
-    if args.dask is not None and args.dask != "local" and args.workers:
-        raise cli.UsageError("--workers applies to local runs and --dask without an address; "
-                             "a running cluster has its own workers")
-    bar = cli._progress(args)
-    summary = tokenize_dataset(
-        args.input, args.output, model=cli._model_spec(args), bandwidths=args.bandwidth or [None],
-        workers=args.workers, dask=args.dask, shard_size=args.shard_size, backend=args.backend,
-        threads=args.threads, force=args.force, parquet=args.parquet,
-        progress=(lambda done, total: bar("files", done, total)) if bar else None)
-    if not args.quiet:
-        print("\n".join(summary.lines()))
-    if summary.failed:
-        warnings.warn(f"{len(summary.failed)} of {summary.files} files could not be tokenized; "
-                      f"the reasons are in {Path(args.output) / FAILED}")
-    return 0
-
-
-def add_detokenize_parser(sub, common) -> None:
-    p = sub.add_parser(
-        "detokenize", parents=[common], help="decode tokenize's shards back to audio files (spot checks)",
-        description="Decode the codes of one shard, or of all shards of a tokenize output folder, to audio "
-                    "files OUT_AUDIO_DIR/<bandwidth>kbps/<relative path>.wav at the model's rate.")
-    p.add_argument("input", metavar="SHARD_OR_OUT_DIR")
-    p.add_argument("output", metavar="OUT_AUDIO_DIR")
-    cli._add_model_option(p)
-    p.add_argument("-b", "--bandwidth", type=float, default=None, metavar="KBPS",
-                   help="only the codes at this bandwidth (default: all)")
-    p.add_argument("-n", "--limit", type=cli._positive_int, default=None, metavar="N",
-                   help="decode only the first N rows of the manifest")
-    cli._add_audio_output_options(p)
-    cli._add_run_options(p)
-
-
-def cmd_detokenize(args) -> int:
-    out_dir, rows = _select(args.input, args.bandwidth, args.limit)
-    if not rows:
-        raise EncodecError(f"no tokens in {args.input}" + (f" at {args.bandwidth:g} kbps" if args.bandwidth else ""))
-    name = rows[0]["model"]
-    if args.model is None and name not in cli._pretrained_codecs():
-        raise EncodecError(f"the tokens were made with {name!r}, which is not a pretrained name; "
-                           "pass its checkpoint with --model PATH")
-    checkpoint = resolve_checkpoint(args.model or name)
-    from .ecdc import decode_frames, resolve_model
-
-    model = resolve_model(cli._load_codec(args, str(checkpoint)), name)
-    if model_checksum(checkpoint) != rows[0]["model_sha256"]:
-        warnings.warn(f"{checkpoint} is not the checkpoint that made the tokens (sha256 differs); "
-                      "the audio will not be what they encode")
-    out = Path(args.output)
-    targets = [out / f"{row['bandwidth']:g}kbps" / _audio_name(row["key"]) for row in rows]
-    if len(set(targets)) != len(targets):
-        raise EncodecError("two inputs map to the same output file name (say a.wav and a.flac in one folder: "
-                           "both decode to a.wav); detokenize one shard at a time")
-    existing = [t for t in targets if t.exists()]
-    if existing and not args.force:
-        raise EncodecError(f"{existing[0]} already exists ({len(existing)} of the outputs do); "
-                           "use -f/--force to overwrite them")
-    seconds = 0.0
-    for target, (row, codes) in zip(targets, _codes_of(out_dir, rows)):
-        wav = decode_frames(model, tokens_to_frames(row, codes, model.config), row["samples"])
-        target.parent.mkdir(parents=True, exist_ok=True)
-        cli._write_wav(args, target, wav, model.sample_rate)
-        seconds += row["samples"] / model.sample_rate
-    cli._say(args, f"wrote {len(rows)} files ({seconds:.1f} s of audio, {model.sample_rate} Hz) below {out}")
-    return 0
+    Parameters
+    ----------
+    frames : list of (codes [1, K, f], scale)
+        What :meth:`~encodec_np.EncodecModel.encode` returns for one item.
+    bins : int
+        Codebook size.
+    """
+    codes = np.concatenate([np.asarray(c)[0] for c, _ in frames], axis=-1)
+    return codes.astype(np.int16 if bins <= 1 << 15 else np.int32)

@@ -33,10 +33,11 @@ def _tiny(preset):
 
 
 def prepare(tmp: Path) -> dict:
+    from test_lm import random_lm_state
+
     import encodec_np
     from encodec_np.lm import LMModel
     from encodec_np.synthetic import random_model, test_signal
-    from test_lm import random_lm_state
 
     lm = LMModel.from_state(random_lm_state(32, dim=16, layers=1, hidden=32, seed=0))
     m24 = random_model(_tiny(encodec_np.encodec_24khz), 1, backend="numpy")
@@ -56,9 +57,9 @@ def make_case(state: dict, rng: random.Random) -> tuple[bytes, str]:
 
 
 def load(state: dict, data: bytes, name: str, tmp: Path) -> None:
-    import encodec_np
-
     import numpy as np
+
+    import encodec_np
 
     model = state["seeds"][int(name[4])][1]
     audio, _ = encodec_np.decompress(data, model=model, lm=state["lm"])

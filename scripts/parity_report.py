@@ -19,8 +19,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 
-import encodec_np  # noqa: E402
 from oracle import official_model, save_th  # noqa: E402
+
+import encodec_np  # noqa: E402
 
 
 def signal(channels, length, seed):

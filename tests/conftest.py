@@ -19,8 +19,8 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 def torch_available() -> bool:
     try:
-        import torch  # noqa: F401
         import einops  # noqa: F401
+        import torch  # noqa: F401
         from oracle import import_encodec
         import_encodec()
         return True

@@ -7,14 +7,12 @@ import zipfile
 
 import numpy as np
 import pytest
-
 from conftest import requires_torch
 from th_writer import Global, write_th
 
 import encodec_np
 from encodec_np import CheckpointError, EncodecModel, RVQConfig
-from encodec_np.checkpoint import (FORMAT_KEY, fold_weight_norm, read_checkpoint, read_torch_state,
-                                   to_official_state)
+from encodec_np.checkpoint import FORMAT_KEY, fold_weight_norm, read_checkpoint, read_torch_state, to_official_state
 from encodec_np.synthetic import random_params
 
 

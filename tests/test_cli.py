@@ -365,8 +365,9 @@ def test_flags_are_spelled_alike_and_errors_name_the_command(tmp_path):
 
 
 def test_detokenize_names_and_read_only_folders(tmp_path, monkeypatch):
-    from encodec_np import fileutil, tokenize as tk
-    assert tk._audio_name("sub/clip.flac") == "sub/clip.wav" and tk._audio_name("../a/b.wav") == "a/b.wav"
+    from encodec_np import fileutil
+    from encodec_np import tokenize as tk
+    assert tk.audio_name("sub/clip.flac") == "sub/clip.wav" and tk.audio_name("../a/b.wav") == "a/b.wav"
 
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")

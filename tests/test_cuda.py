@@ -13,7 +13,8 @@ import dataclasses
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, example, given, settings, strategies as st
+from hypothesis import HealthCheck, assume, example, given, settings
+from hypothesis import strategies as st
 
 cuda = pytest.importorskip("numba.cuda")
 if not cuda.is_available():
@@ -21,14 +22,14 @@ if not cuda.is_available():
                 "NUMBA_ENABLE_CUDASIM=1 python -m pytest tests/test_cuda.py", allow_module_level=True)
 
 import numba  # noqa: E402
+from cuda_signatures import kernel_signatures  # noqa: E402
+from naive import check_rvq_codes  # noqa: E402
 
 import encodec_np  # noqa: E402
 from encodec_np import ops  # noqa: E402
 from encodec_np.kernels import backend_name, get_backend  # noqa: E402
 from encodec_np.kernels import cuda as gpu  # noqa: E402
 from encodec_np.synthetic import random_params  # noqa: E402
-from cuda_signatures import kernel_signatures  # noqa: E402
-from naive import check_rvq_codes  # noqa: E402
 
 # The autouse launch check below is function-scoped; it holds nothing per example.
 few = settings(max_examples=8 if gpu.SIMULATED else 60, deadline=None,

@@ -10,7 +10,6 @@ from types import SimpleNamespace
 
 import numba
 import pytest
-
 from cuda_signatures import USES_FLOAT64, kernel_signatures
 
 if numba.config.ENABLE_CUDASIM:

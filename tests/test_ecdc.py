@@ -11,10 +11,10 @@ import struct
 
 import numpy as np
 import pytest
+from conftest import requires_torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import requires_torch
 from encodec_np import ecdc
 from encodec_np.config import encodec_24khz, encodec_48khz
 from encodec_np.errors import EncodecError

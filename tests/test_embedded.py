@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soundfile as sf
+from test_cli import REPO, fail, ok, run
 
 import encodec_np
 from encodec_np import ecdc
@@ -11,7 +12,6 @@ from encodec_np.config import encodec_np_small_24khz
 from encodec_np.errors import EncodecError
 from encodec_np.hub import EMBEDDED, embedded_path
 from encodec_np.synthetic import random_model, test_signal
-from test_cli import REPO, fail, ok, run
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +95,7 @@ def test_demo_picture_has_a_db_colour_bar_and_labelled_panels():
 def test_readme_install_command_brings_what_the_demo_needs():
     """The README's first command installs the demo extra, and that extra holds matplotlib (the picture)."""
     import re
+
     import tomllib
     readme = (REPO / "README.md").read_text()
     first = re.search(r"```bash\n(.*?)```", readme, re.S).group(1)

@@ -15,7 +15,7 @@ from encodec_np.errors import EncodecError
 from encodec_np.golden import export_golden, golden_vectors
 from encodec_np.model import expected_param_shapes
 from encodec_np.quantization import CODEBOOKS
-from encodec_np.seanet import ResBlock, decoder_layers, encoder_layers
+from encodec_np.seanet import ResBlock
 from encodec_np.synthetic import SIGNAL_KINDS, random_model, random_params, test_signal
 
 REPO = Path(__file__).resolve().parents[1]

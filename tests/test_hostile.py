@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from th_writer import write_th
 
 import encodec_np
@@ -215,9 +214,10 @@ def hf_folder(folder: Path, **changes) -> Path:
     ({"sampling_rate": float("inf")}, "sampling_rate must be int"),
     ({"target_bandwidths": []}, "target_bandwidths is empty"),
     ({"target_bandwidths": ["x"]}, "target_bandwidths must be float"),
+    ({"target_bandwidths": [1e308]}, "must lie in (0, 10000] kbps"),  # found by the fuzzer: inf // x = nan
     ({"codebook_size": 3}, "power of 2"),
     ({"num_filters": True}, "num_filters must be int"),
-], ids=["residual", "lstm", "ratios", "rate0", "rateinf", "nobw", "bwstr", "bins3", "bool"])
+], ids=["residual", "lstm", "ratios", "rate0", "rateinf", "nobw", "bwstr", "bwhuge", "bins3", "bool"])
 def test_hf_config_fields_are_checked_first(tmp_path, changes, match):
     folder = hf_folder(tmp_path / "hf", **changes)
     refused(f"encodec_np.checkpoint.read_checkpoint({str(folder)!r})", match=match)

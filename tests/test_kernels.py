@@ -1,10 +1,11 @@
 """Every Numba CPU kernel against the NumPy reference (Hypothesis over shapes and edge cases)."""
 import numpy as np
 import pytest
-from hypothesis import assume, example, given, strategies as st
+from hypothesis import assume, example, given
+from hypothesis import strategies as st
+from naive import check_rvq_codes
 
 from encodec_np import ops
-from naive import check_rvq_codes
 
 numba = pytest.importorskip("numba")
 from encodec_np.kernels import cpu  # noqa: E402

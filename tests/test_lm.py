@@ -15,12 +15,17 @@ import tempfile
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, example, given, settings, strategies as st
-
 from conftest import requires_torch
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
-from encodec_np.arithmetic import (ArithmeticCoder, ArithmeticDecoder, EntropyCodingError,
-                                   build_stable_quantized_cdf, verify_stream)
+from encodec_np.arithmetic import (
+    ArithmeticCoder,
+    ArithmeticDecoder,
+    EntropyCodingError,
+    build_stable_quantized_cdf,
+    verify_stream,
+)
 from encodec_np.errors import CheckpointError, EncodecError
 from encodec_np.lm import LMModel, decode_codes, encode_codes, lm_name_for, load_lm
 

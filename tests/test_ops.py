@@ -1,10 +1,10 @@
 """The reference ops against naive loops and (when installed) PyTorch's functional ops."""
+import naive
 import numpy as np
 import pytest
-from hypothesis import assume, example, given, strategies as st
-
-import naive
 from conftest import requires_torch
+from hypothesis import assume, example, given
+from hypothesis import strategies as st
 
 from encodec_np import ops
 

@@ -6,7 +6,6 @@ its codebooks filled from its own residuals (tests/oracle.py), saved with
 """
 import numpy as np
 import pytest
-
 from conftest import requires_torch
 
 import encodec_np
@@ -22,9 +21,11 @@ _MODELS = {}
 def models(name, dtype="float32"):
     """(official torch model, our model) on the same weights, built once per session."""
     if (name, dtype) not in _MODELS:
+        import os
+        import tempfile
+
         import torch
         from oracle import official_model, save_th
-        import tempfile, os
         official = official_model(name, seed=0)
         path = os.path.join(tempfile.mkdtemp(), f"{name}.th")
         save_th(official, path)
@@ -157,7 +158,6 @@ def test_forward_matches_official(name):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["encodec_24khz", "encodec_48khz"])
 def test_float64_is_tighter(name):
-    import torch
     official, ours = models(name, "float64")
     x = signal(ours.channels, 9999, seed=11)
     theirs = official_encode(official, x, np.float64)
@@ -174,6 +174,7 @@ def test_float64_is_tighter(name):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_linspace_matches_torch(dtype):
     import torch
+
     from encodec_np.model import torch_linspace
     sizes = list(range(1, 400)) + [6244, 47522, 48002]
     mismatched = [n for n in sizes if not np.array_equal(

@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from test_cli import REPO, fail, models, ok, write_wav  # noqa: F401 (models: the tiny models fixture)
 
 import encodec_np
 from encodec_np import tokenize as tk
 from encodec_np.synthetic import test_signal
-from test_cli import REPO, fail, models, ok, write_wav  # noqa: F401 (models: the tiny models fixture)
 
 SHARD_SIZE = 8
 BANDWIDTHS = ("-b", "6", "-b", "1.5,3")
@@ -77,7 +77,7 @@ def snapshot(out: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory, models):
+def corpus(tmp_path_factory, models):  # noqa: F811 (the fixture imported from test_cli)
     """Model paths, the corpus, and the reference output (2 local workers)."""
     root = tmp_path_factory.mktemp("tokenize")
     models = {key: path for key, (_, path) in models.items()}
@@ -243,7 +243,7 @@ def test_detokenize_round_trip(corpus, tmp_path):
     rows = [row for row, _ in tk.read_tokens(shard)]
     with np.load(shard) as codes:
         for row in rows:
-            y, sr = encodec_np.read_audio(tmp_path / "audio/3kbps" / tk._audio_name(row["key"]))
+            y, sr = encodec_np.read_audio(tmp_path / "audio/3kbps" / tk.audio_name(row["key"]))
             assert sr == 24000 and y.shape == (1, row["samples"])
             expected = model.decode([(codes[row["key"]][None].astype(np.int64), None)])[0, :, :row["samples"]]
             assert np.abs(y - np.clip(expected, -0.99, 0.99)).max() <= 2 / 32768
@@ -266,7 +266,7 @@ def test_48khz_scales_and_round_trip(corpus, tmp_path):
     assert "channels" in tk._load_jsonl(tmp_path / "out" / tk.FAILED)[0]["error"]
     ok(run("detokenize", tmp_path / "out", tmp_path / "audio", "--model", corpus["models"]["48"], "-q"))
     for key, row in rows.items():
-        y, sr = encodec_np.read_audio(tmp_path / "audio/12kbps" / tk._audio_name(key))
+        y, sr = encodec_np.read_audio(tmp_path / "audio/12kbps" / tk.audio_name(key))
         assert sr == 48000 and y.shape == (2, row["samples"])
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import requires_torch
+
 from encodec_np import load_model
 from encodec_np.config import EncodecConfig, RVQConfig, SEANetConfig
 from encodec_np.synthetic import test_signal

@@ -1,0 +1,36 @@
+"""Rules of the layout that a reader relies on (see the README's Architecture section)."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "encodec_np"
+
+
+def _imports(path: Path):
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            yield node.level, node.module or "", [a.name for a in node.names]
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                yield 0, alias.name, []
+
+
+def test_nothing_outside_cli_imports_cli():
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        if path.parent.name == "cli":
+            continue
+        for level, module, names in _imports(path):
+            parts = module.split(".")
+            if "cli" in parts or (level and not module and "cli" in names):
+                offenders.append(f"{path.relative_to(PACKAGE)}: {module or names}")
+    assert not offenders, offenders
+
+
+def test_cli_modules_use_no_private_names_of_the_library():
+    offenders = []
+    for path in (PACKAGE / "cli").glob("*.py"):
+        for level, module, names in _imports(path):
+            offenders += [f"{path.name}: {module}.{n}" for n in names if n.startswith("_") and n != "__version__"]
+    assert not offenders, offenders
