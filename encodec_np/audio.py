@@ -26,6 +26,7 @@ import numpy as np
 from .config import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 from .errors import EncodecError
 from .fileutil import atomic_output
+from .validate import float_array
 
 #: Peak amplitude written files are limited to (Meta's ``save_audio``).
 LIMIT = 0.99
@@ -35,19 +36,7 @@ _SUBTYPES = {"pcm_16": "PCM_16", "pcm16": "PCM_16", "float": "FLOAT", "float32":
 
 
 def _check_waveform(wav, what: str = "audio", ndims=(2,)) -> np.ndarray:
-    if not isinstance(wav, np.ndarray):
-        raise EncodecError(f"{what} must be a NumPy array, got {type(wav).__name__}")
-    if wav.ndim not in ndims:
-        shapes = " or ".join({1: "[T]", 2: "[C, T]", 3: "[B, C, T]"}[n] for n in ndims)
-        raise EncodecError(f"{what} must have shape {shapes}, got {wav.ndim} dims {wav.shape}")
-    if not np.issubdtype(wav.dtype, np.floating):
-        raise EncodecError(f"{what} must be floating point in [-1, 1], got dtype {wav.dtype}; "
-                           "convert 16-bit PCM with x.astype(np.float32) / 32768")
-    if wav.size == 0:
-        raise EncodecError(f"{what} is empty (shape {wav.shape}); pass at least one sample")
-    if not np.isfinite(wav).all():
-        raise EncodecError(f"{what} contains NaN or Inf; clean it (e.g. np.nan_to_num) first")
-    return wav
+    return float_array(wav, what, ndims, array_only=True)
 
 
 def _check_rate(rate, what: str) -> int:

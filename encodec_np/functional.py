@@ -45,6 +45,7 @@ from . import ops
 from .config import SEANetConfig
 from .errors import EncodecError
 from .seanet import LSTM, Conv, ConvTranspose, decoder_layers, encoder_layers, param_shapes, run_layers
+from .validate import float_array
 
 #: Decoder-order upsampling ratios; the encoder strides are 2, 4, 5, 8.
 RATIOS = (8, 5, 4, 2)
@@ -70,28 +71,8 @@ def _positive_int(value, name: str, minimum: int = 1) -> int:
     return int(value)
 
 
-def _float_array(x, name: str, ndim: int | tuple[int, ...], layout: str) -> np.ndarray:
-    """``x`` as an ndarray after checking rank, dtype, emptiness and finiteness."""
-    ndims = (ndim,) if isinstance(ndim, int) else ndim
-    try:
-        arr = np.asarray(x)
-    except Exception as exc:  # ragged lists and other objects NumPy refuses
-        raise EncodecError(f"{name} must be an array {layout}, got {type(x).__name__} ({exc})") from exc
-    if arr.ndim not in ndims:
-        raise EncodecError(f"{name} must have shape {layout}, got {arr.ndim} dims {arr.shape}; "
-                           "add or remove axes (e.g. x[None] or x.squeeze()) to match")
-    if not np.issubdtype(arr.dtype, np.floating):
-        raise EncodecError(f"{name} must be floating point, got dtype {arr.dtype}; "
-                           "convert with .astype(np.float32) (integer PCM: / 32768)")
-    if arr.size == 0:
-        raise EncodecError(f"{name} is empty (shape {arr.shape}); pass at least one element on every axis")
-    if not np.isfinite(arr).all():
-        raise EncodecError(f"{name} contains NaN or Inf; clean it (e.g. np.nan_to_num) first")
-    return arr
-
-
 def _check_codebooks(codebooks, dim: int | None = None) -> np.ndarray:
-    books = _float_array(codebooks, "codebooks", 3, "[num_codebooks, codebook_size, dim]")
+    books = float_array(codebooks, "codebooks", 3, "[num_codebooks, codebook_size, dim]")
     if dim is not None and books.shape[2] != dim:
         raise EncodecError(f"codebooks have dimension {books.shape[2]} but the embeddings have {dim}; "
                            f"build them with init_codebooks(..., embedding_dim={dim})")
@@ -288,7 +269,7 @@ class Encoder(_Network):
 
     def __call__(self, waveform) -> np.ndarray:
         """Encode ``waveform [B, 1, S]`` (float, finite, non-empty) to ``[B, T, D]`` float32."""
-        x = _float_array(waveform, "waveform", 3, "[B, 1, S]")
+        x = float_array(waveform, "waveform", 3, "[B, 1, S]")
         if x.shape[1] != 1:
             raise EncodecError(f"waveform must be mono [B, 1, S], got {x.shape[1]} channels; "
                                "mix down with x.mean(axis=1, keepdims=True)")
@@ -308,7 +289,7 @@ class Decoder(_Network):
 
     def __call__(self, embeddings) -> np.ndarray:
         """Decode ``embeddings [B, T, D]`` (float, finite, non-empty) to ``[B, 1, 320 T]`` float32."""
-        z = _float_array(embeddings, "embeddings", 3, "[B, T, D]")
+        z = float_array(embeddings, "embeddings", 3, "[B, T, D]")
         if z.shape[2] != self.dim:
             raise EncodecError(f"embeddings must have D = {self.dim} (16 * hidden_dim) on the last axis, "
                                f"got shape {z.shape}; the layout is [B, T, D], not [B, D, T]")
@@ -461,7 +442,7 @@ def rvq_quantize(z_e, codebooks) -> tuple[np.ndarray, np.ndarray]:
         ``z_e`` and ``codebooks`` (float32 for float32 inputs).
     indices : ndarray, int64, [B, Q, T]
     """
-    z = _float_array(z_e, "z_e", 3, "[B, T, D]")
+    z = float_array(z_e, "z_e", 3, "[B, T, D]")
     books = _check_codebooks(codebooks, z.shape[2])
     dtype = np.result_type(z.dtype, books.dtype)
     b, t, d = z.shape
@@ -536,8 +517,8 @@ def decode(decoder: Decoder, codebooks, tokens) -> np.ndarray:
 
 # --------------------------------------------------------------------------- losses
 def _pair(a, b, names: tuple[str, str], layout: str, ndim) -> tuple[np.ndarray, np.ndarray]:
-    x = _float_array(a, names[0], ndim, layout)
-    y = _float_array(b, names[1], ndim, layout)
+    x = float_array(a, names[0], ndim, layout)
+    y = float_array(b, names[1], ndim, layout)
     if x.shape != y.shape:
         raise EncodecError(f"{names[0]} and {names[1]} must have the same shape, got {x.shape} and {y.shape}; "
                            f"trim the longer one (e.g. {names[0]}[..., :{names[1]}.shape[-1]])")

@@ -16,6 +16,7 @@ from . import quantization as rvq
 from .config import EncodecConfig
 from .errors import EncodecError
 from .seanet import decoder_layers, encoder_layers, param_shapes, run_layers
+from .validate import float_array
 
 EncodedFrame = Tuple[np.ndarray, Optional[np.ndarray]]
 #: The largest segment scale accepted: a scale is the segment's RMS (+1e-8), ~1 for full-scale
@@ -347,22 +348,10 @@ class EncodecModel:
     # ------------------------------------------------------------------ validation
     def check_audio(self, x) -> np.ndarray:
         """Validate audio ``[B, C, T]`` and return it contiguous in the model dtype."""
-        if not isinstance(x, np.ndarray):
-            raise EncodecError(f"audio must be a NumPy array [B, C, T], got {type(x).__name__}")
-        if x.ndim != 3:
-            raise EncodecError(f"audio must have shape [B, C, T], got {x.ndim} dims {x.shape}; "
-                               "add axes with x[None] or x[None, None]")
-        if not np.issubdtype(x.dtype, np.floating):
-            raise EncodecError(f"audio must be floating point in [-1, 1], got dtype {x.dtype}; "
-                               "convert integer PCM with x.astype(np.float32) / 32768")
-        b, c, t = x.shape
-        if c != self.channels:
-            raise EncodecError(f"{self.name} expects {self.channels} channel(s), got {c}; "
+        x = float_array(x, "audio", 3, array_only=True)
+        if x.shape[1] != self.channels:
+            raise EncodecError(f"{self.name} expects {self.channels} channel(s), got {x.shape[1]}; "
                                "convert with encodec_np.convert_audio or mix/duplicate channels")
-        if b == 0 or t == 0:
-            raise EncodecError(f"audio is empty (shape {x.shape}); pass at least one sample")
-        if not np.isfinite(x).all():
-            raise EncodecError("audio contains NaN or Inf; clean it (e.g. np.nan_to_num) first")
         return np.ascontiguousarray(x, dtype=self.dtype)
 
     def check_frames(self, encoded_frames) -> List[EncodedFrame]:
