@@ -447,47 +447,19 @@ def _check_waveform(model, wav) -> np.ndarray:
     return model.check_audio(wav[None])
 
 
+def _stage(progress: Progress, stage: str):
+    """``progress(stage, done, total)`` as the model's ``progress(done, total)``, or None."""
+    return None if progress is None else (lambda done, total: progress(stage, done, total))
+
+
 def encode_frames(model, wav, progress: Progress = None) -> List[Frame]:
-    """``model.encode(wav[None])`` for one waveform ``[C, T]``, reporting progress per segment."""
-    x = _check_waveform(model, wav)
-    if progress is not None and model._chunked(x.shape[-1]):  # long input, causal model: per chunk
-        return [(model._encode_in_chunks(x, lambda done, total: _report(progress, "encoding", done, total)), None)]
-    if progress is None or model.segment_length is None:
-        _report(progress, "encoding", 0, 1)
-        frames = model.encode(x)
-        _report(progress, "encoding", 1, 1)
-        return frames
-    # The same per-segment loop as EncodecModel.encode, one segment at a time for the progress bar.
-    length, seg, stride = x.shape[-1], model.segment_length, model.segment_stride
-    offsets = range(0, length, stride)
-    frames = []
-    with model._threads():
-        for i, offset in enumerate(offsets):
-            frames.append(model._encode_frame(x[:, :, offset:offset + seg]))
-            _report(progress, "encoding", i + 1, len(offsets))
-    return frames
+    """``model.encode(wav[None])`` for one waveform ``[C, T]``, reporting progress per segment or chunk."""
+    return model.encode(_check_waveform(model, wav), progress=_stage(progress, "encoding"))
 
 
 def decode_frames(model, frames: List[Frame], audio_length: int, progress: Progress = None) -> np.ndarray:
     """``model.decode(frames)`` trimmed to ``audio_length``: ``[C, audio_length]`` float32."""
-    codes = model.check_frames(frames)[0][0]
-    if progress is not None and model._chunked(codes.shape[-1] * model.config.seanet.hop_length):
-        # the same choice as model.decode makes, so the output does not depend on the progress bar
-        out = model._decode_in_chunks(codes, lambda done, total: _report(progress, "decoding", done, total))
-    elif progress is None or model.segment_length is None:
-        _report(progress, "decoding", 0, 1)
-        out = model.decode(frames)
-        _report(progress, "decoding", 1, 1)
-    else:
-        from .model import linear_overlap_add
-
-        checked = model.check_frames(frames)
-        outs = []
-        with model._threads():
-            for i, frame in enumerate(checked):
-                outs.append(model._decode_frame(frame))
-                _report(progress, "decoding", i + 1, len(checked))
-        out = linear_overlap_add(outs, model.segment_stride)
+    out = model.decode(frames, progress=_stage(progress, "decoding"))
     out = np.ascontiguousarray(out[0, :, :int(audio_length)], dtype=np.float32)
     if not np.isfinite(out).all():
         raise EncodecError("decoding gave NaN or Inf samples: the scales in the file are corrupt or absurd")

@@ -8,7 +8,7 @@
 """
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 
@@ -246,20 +246,46 @@ class EncodecModel:
         return rvq.decode(codes, self.params[rvq.CODEBOOKS], self.ops)
 
     # ------------------------------------------------------------------ official API
-    def encode(self, x: np.ndarray) -> List[EncodedFrame]:
+    def encode(self, x: np.ndarray, progress: Optional[Callable[[int, int], None]] = None) -> List[EncodedFrame]:
         """Encode audio into a list of frames ``(codes [B, K, F] int64, scale [B, 1] or None)``.
 
         Models with segments (48 kHz) return one frame per segment, with the
         RMS scale of each segment when the model normalizes.
+
+        Parameters
+        ----------
+        x : [B, C, T] float
+            Audio at the model's rate and channels, nominally in [-1, 1].
+        progress : callable, optional
+            ``progress(done, total)``: after each chunk of a long input (causal
+            models, see :attr:`long_input_seconds`), after each segment
+            (models with segments), else before and after the single pass.
+            The result does not depend on it.
+
+        Returns
+        -------
+        list of (codes [B, K, F] int64, scale [B, 1] or None)
         """
         x = self.check_audio(x)
         length = x.shape[-1]
         if self._chunked(length):
-            return [(self._encode_in_chunks(x), None)]
-        seg = self.segment_length or length
-        stride = self.segment_stride or length
+            return [(self._encode_in_chunks(x, progress), None)]
+        return self._per_segment(self._encode_frame, [x[:, :, offset:offset + (self.segment_length or length)]
+                                                      for offset in range(0, length, self.segment_stride or length)],
+                                 progress)
+
+    def _per_segment(self, run, items: list, progress) -> list:
+        """``[run(item) for item in items]`` under the thread scope, reporting progress as :meth:`encode` says."""
+        single = self.segment_length is None
+        if progress is not None and single:
+            progress(0, 1)
+        out = []
         with self._threads():
-            return [self._encode_frame(x[:, :, offset:offset + seg]) for offset in range(0, length, stride)]
+            for i, item in enumerate(items):
+                out.append(run(item))
+                if progress is not None:
+                    progress(i + 1, len(items))
+        return out
 
     def _streams(self) -> bool:
         """Causal models without segments process long inputs chunk by chunk (exactly)."""
@@ -316,20 +342,29 @@ class EncodecModel:
             scale = scale.reshape(-1, 1)
         return self.quantize(self.encode_embeddings(x)), scale
 
-    def decode(self, encoded_frames: List[EncodedFrame]) -> np.ndarray:
+    def decode(self, encoded_frames: List[EncodedFrame],
+               progress: Optional[Callable[[int, int], None]] = None) -> np.ndarray:
         """Decode frames from :meth:`encode` into audio ``[B, C, T']``.
 
         ``T'`` may exceed the encoded length (whole frames); trim as needed.
+
+        Parameters
+        ----------
+        encoded_frames : list of (codes [B, K, F] int, scale [B, 1] or None)
+        progress : callable, optional
+            ``progress(done, total)``, as for :meth:`encode`.
+
+        Returns
+        -------
+        [B, C, T'] float
         """
         frames = self.check_frames(encoded_frames)
         if self.segment_length is None and len(frames) != 1:
             raise EncodecError(f"this model has no segments: expected 1 frame, got {len(frames)}")
         if self._chunked(frames[0][0].shape[-1] * self.config.seanet.hop_length):
-            return self._decode_in_chunks(frames[0][0])
-        with self._threads():
-            if self.segment_length is None:
-                return self._decode_frame(frames[0])
-            return linear_overlap_add([self._decode_frame(f) for f in frames], self.segment_stride)
+            return self._decode_in_chunks(frames[0][0], progress)
+        outs = self._per_segment(self._decode_frame, frames, progress)
+        return outs[0] if self.segment_length is None else linear_overlap_add(outs, self.segment_stride)
 
     def _decode_frame(self, frame: EncodedFrame) -> np.ndarray:
         codes, scale = frame
