@@ -1,4 +1,6 @@
 """Slow, obviously-right loop versions of the reference ops (tests only)."""
+import math
+
 import numpy as np
 
 
@@ -46,3 +48,83 @@ def check_rvq_codes(x, books, got, expected, rtol):
         best = ((residual[:, None, :] - book[None].astype(np.float64)) ** 2).sum(-1).min(axis=1)
         np.testing.assert_allclose(dist(residual, book, got[layer]), best, rtol=rtol * 10, atol=rtol * 10)
         residual = residual - book[got[layer]]
+
+
+def elu(x, alpha=1.0):
+    """ELU element by element, in Python floats."""
+    out = np.empty(x.shape, dtype=np.float64)
+    for idx, v in np.ndenumerate(x):
+        v = float(v)
+        out[idx] = v if v > 0 else alpha * (math.exp(v) - 1.0)
+    return out
+
+
+def group_norm(x, weight, bias, eps=1e-5):
+    """GroupNorm(1, C): mean and biased variance of each item over channels and time, by loops."""
+    B, C, T = x.shape
+    out = np.empty(x.shape, dtype=np.float64)
+    for b in range(B):
+        values = [float(x[b, c, t]) for c in range(C) for t in range(T)]
+        mean = sum(values) / len(values)
+        var = sum((v - mean) ** 2 for v in values) / len(values)
+        for c in range(C):
+            for t in range(T):
+                out[b, c, t] = (float(x[b, c, t]) - mean) / math.sqrt(var + eps) * float(weight[c]) + float(bias[c])
+    return out
+
+
+def lstm(x, layers):
+    """PyTorch nn.LSTM from zero state, one scalar at a time: gates i, f, g, o. ``x`` [B, C, T] -> [B, H, T]."""
+    def sig(v):
+        return 1.0 / (1.0 + math.exp(-v))
+
+    B, _, T = x.shape
+    seq = [[[float(x[b, c, t]) for c in range(x.shape[1])] for t in range(T)] for b in range(B)]
+    for w_ih, w_hh, b_ih, b_hh in layers:
+        H = w_hh.shape[1]
+        out = []
+        for b in range(B):
+            h, c, rows = [0.0] * H, [0.0] * H, []
+            for t in range(T):
+                gate = [float(b_ih[j]) + float(b_hh[j])
+                        + sum(float(w_ih[j, k]) * seq[b][t][k] for k in range(len(seq[b][t])))
+                        + sum(float(w_hh[j, k]) * h[k] for k in range(H)) for j in range(4 * H)]
+                c = [sig(gate[H + j]) * c[j] + sig(gate[j]) * math.tanh(gate[2 * H + j]) for j in range(H)]
+                h = [sig(gate[3 * H + j]) * math.tanh(c[j]) for j in range(H)]
+                rows.append(h)
+            out.append(rows)
+        seq = out
+    return np.array([[[seq[b][t][j] for t in range(T)] for j in range(len(seq[b][0]))] for b in range(B)])
+
+
+def pad1d(x, left, right, mode):
+    """Pad the last axis sample by sample; reflect as the official pad1d (zeros appended for tiny inputs first)."""
+    T = x.shape[-1]
+    if mode == "reflect" and T <= max(left, right):
+        extra = max(left, right) - T + 1
+        return pad1d(np.concatenate([x, np.zeros(x.shape[:-1] + (extra,), x.dtype)], axis=-1), left, right,
+                     mode)[..., :left + T + right]
+    out = np.empty(x.shape[:-1] + (left + T + right,), dtype=x.dtype)
+    for i in range(left + T + right):
+        j = i - left
+        if 0 <= j < T:
+            out[..., i] = x[..., j]
+        elif mode == "constant":
+            out[..., i] = 0
+        elif mode == "replicate":
+            out[..., i] = x[..., 0] if j < 0 else x[..., T - 1]
+        else:  # reflect about the first and last sample, not repeating them
+            out[..., i] = x[..., -j] if j < 0 else x[..., 2 * (T - 1) - j]
+    return out
+
+
+def si_snr(reference, estimate):
+    """SI-SNR in dB of one channel, by the definition: zero-mean, project, ratio of energies."""
+    r = [float(v) for v in reference]
+    e = [float(v) for v in estimate]
+    mr, me = sum(r) / len(r), sum(e) / len(e)
+    r, e = [v - mr for v in r], [v - me for v in e]
+    scale = sum(a * b for a, b in zip(e, r)) / sum(a * a for a in r)
+    target = [scale * v for v in r]
+    noise = [a - b for a, b in zip(e, target)]
+    return 10 * math.log10(sum(v * v for v in target) / sum(v * v for v in noise))

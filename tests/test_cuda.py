@@ -24,6 +24,7 @@ if not cuda.is_available():
 import numba  # noqa: E402
 from cuda_signatures import kernel_signatures  # noqa: E402
 from naive import check_rvq_codes  # noqa: E402
+from tolerances import tol
 
 import encodec_np  # noqa: E402
 from encodec_np import ops  # noqa: E402
@@ -38,10 +39,6 @@ dtypes = st.sampled_from([np.float32, np.float64])
 modes = st.sampled_from(["constant", "reflect", "replicate"])
 host = gpu.to_host
 
-
-def tol(dtype, reduction):
-    """Absolute tolerance for O(1) data: float32 summation error grows ~ sqrt(reduction)."""
-    return (3e-6 if dtype == np.float32 else 1e-13) * max(1.0, np.sqrt(reduction)) * 4
 
 
 def normal(rng, shape, dtype, scale=1.0):

@@ -8,15 +8,13 @@ from naive import check_rvq_codes
 from encodec_np import ops
 
 numba = pytest.importorskip("numba")
+from tolerances import tol
+
 from encodec_np.kernels import cpu  # noqa: E402
 
 dtypes = st.sampled_from([np.float32, np.float64])
 modes = st.sampled_from(["constant", "reflect", "replicate"])
 
-
-def tol(dtype, reduction):
-    """Absolute tolerance for O(1) data: float32 summation error grows ~ sqrt(reduction)."""
-    return (3e-6 if dtype == np.float32 else 1e-13) * max(1.0, np.sqrt(reduction)) * 4
 
 
 @given(b=st.integers(1, 3), c_in=st.integers(1, 6), c_out=st.integers(1, 6), k=st.integers(1, 9),

@@ -5,15 +5,12 @@ import pytest
 from conftest import requires_torch
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
+from tolerances import tol
 
 from encodec_np import ops
 
 dtypes = st.sampled_from([np.float32, np.float64])
 
-
-def tol(dtype, reduction):
-    """Tolerance growing with the reduction length (float32 accumulation error)."""
-    return (2e-6 if dtype == np.float32 else 1e-12) * np.sqrt(reduction) * 4
 
 
 @given(b=st.integers(1, 3), c_in=st.integers(1, 5), c_out=st.integers(1, 5), k=st.integers(1, 8),
@@ -167,3 +164,43 @@ def test_lstm_group_norm_elu_match_torch():
     np.testing.assert_allclose(ops.group_norm(x, gn.weight.detach().numpy(), gn.bias.detach().numpy()), expected,
                                atol=1e-12)
     np.testing.assert_allclose(ops.elu(x), torch.nn.functional.elu(torch.from_numpy(x)).numpy(), atol=1e-15)
+
+
+# --------------------------------------------------------------------------- the other ops against plain loops
+@given(shape=st.tuples(st.integers(1, 2), st.integers(1, 4), st.integers(1, 30)), dtype=dtypes,
+       scale=st.sampled_from([0.01, 1.0, 30.0]), seed=st.integers(0, 2**31))
+def test_elu_against_loops(shape, dtype, scale, seed):
+    x = (np.random.default_rng(seed).standard_normal(shape) * scale).astype(dtype)
+    np.testing.assert_allclose(ops.elu(x), naive.elu(x), rtol=1e-6 if dtype == np.float32 else 1e-14,
+                               atol=1e-7 if dtype == np.float32 else 1e-15)
+
+
+@given(b=st.integers(1, 2), c=st.integers(1, 5), t=st.integers(1, 25), dtype=dtypes,
+       offset=st.floats(-5, 5), seed=st.integers(0, 2**31))
+def test_group_norm_against_loops(b, c, t, dtype, offset, seed):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((b, c, t)) + offset).astype(dtype)
+    w, bias = rng.standard_normal(c).astype(dtype), rng.standard_normal(c).astype(dtype)
+    got = ops.group_norm(x, w, bias)
+    np.testing.assert_allclose(got, naive.group_norm(x, w, bias), atol=tol(dtype, c * t) * 10, rtol=0)
+
+
+@given(b=st.integers(1, 2), c=st.integers(1, 4), hidden=st.integers(1, 4), t=st.integers(1, 8),
+       layers=st.integers(1, 2), dtype=dtypes, seed=st.integers(0, 2**31))
+def test_lstm_against_loops(b, c, hidden, t, layers, dtype, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((b, c, t)).astype(dtype)
+    weights, width = [], c
+    for _ in range(layers):
+        weights.append(tuple((rng.standard_normal(shape) * 0.5).astype(dtype)
+                             for shape in ((4 * hidden, width), (4 * hidden, hidden), (4 * hidden,), (4 * hidden,))))
+        width = hidden
+    y, _ = ops.lstm(x, weights)
+    np.testing.assert_allclose(y, naive.lstm(x, weights), atol=tol(dtype, c + hidden) * 10, rtol=0)
+
+
+@given(t=st.integers(1, 12), left=st.integers(0, 15), right=st.integers(0, 15),
+       mode=st.sampled_from(["reflect", "constant", "replicate"]), seed=st.integers(0, 2**31))
+def test_pad1d_against_loops(t, left, right, mode, seed):
+    x = np.random.default_rng(seed).standard_normal((2, 3, t))
+    np.testing.assert_array_equal(ops.pad1d(x, left, right, mode), naive.pad1d(x, left, right, mode))
