@@ -1,8 +1,8 @@
 """``encodec_np.metrics``: the figures the README publishes, against their definitions."""
+import naive
 import numpy as np
 import pytest
 
-import naive
 from encodec_np import EncodecError
 from encodec_np.metrics import mel_distance, si_snr
 
