@@ -207,7 +207,8 @@ def _read_entry(archive: zipfile.ZipFile, name: str, cap: int, what: str) -> byt
     return b"".join(parts)
 
 
-def _load(path: Path, archive: zipfile.ZipFile):
+def _load(archive: zipfile.ZipFile):
+    """The unpickled state of an open archive (errors without the path: the caller adds it)."""
     names = archive.namelist()
     pkl = [n for n in names if n.endswith("/data.pkl") or n == "data.pkl"]
     if len(pkl) != 1:
@@ -272,7 +273,7 @@ def read_torch_state(path) -> dict[str, np.ndarray]:
     path = Path(path)
     try:
         with zipfile.ZipFile(path) as archive:
-            state = _load(path, archive)
+            state = _load(archive)
     except CheckpointError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
     except (zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
