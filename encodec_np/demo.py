@@ -79,14 +79,14 @@ def spectrogram_figure(wav: np.ndarray, rows: list[dict], sample_rate: int):
     signals = [("original", wav[0])] + [
         (f"{r['kbps']:g} kbps: SI-SNR {r['si_snr']:.1f} dB, log-mel distance {r['mel_db']:.1f} dB", r["audio"][0])
         for r in rows]
-    fig, axes = plt.subplots(len(signals), 1, figsize=(10, 1.8 * len(signals)), sharex=True, squeeze=False)
+    fig, axes = plt.subplots(len(signals), 1, figsize=(10, 1.8 * len(signals)), sharex=True, squeeze=False,
+                             layout="constrained")  # makes room for the colour bar and its labels
     for ax, (title, s) in zip(axes[:, 0], signals):
         f, t, z = stft(s, fs=sample_rate, nperseg=512, noverlap=384)
         mesh = ax.pcolormesh(t, f / 1000, 20 * np.log10(np.abs(z) + 1e-6), vmin=-100, vmax=-10, shading="auto")
         ax.set_ylabel("kHz")
         ax.set_title(title, fontsize=9, loc="left")
     axes[-1, 0].set_xlabel("seconds")
-    fig.tight_layout()
     fig.colorbar(mesh, ax=axes[:, 0].tolist(), label="dB", fraction=0.03, pad=0.01)
     return fig
 

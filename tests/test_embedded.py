@@ -90,6 +90,9 @@ def test_demo_picture_has_a_db_colour_bar_and_labelled_panels():
     assert titles[:3] == ["original", "1.5 kbps: SI-SNR 11.5 dB, log-mel distance 9.5 dB",
                           "6 kbps: SI-SNR 16.0 dB, log-mel distance 9.5 dB"]
     assert len(fig.axes) == 4 and fig.axes[3].get_ylabel() == "dB"  # the colour bar
+    fig.canvas.draw()
+    bar = fig.axes[3].get_tightbbox(fig.canvas.get_renderer())  # its ticks and label inside the picture
+    assert bar.x1 <= fig.bbox.x1 + 1
 
 
 def test_readme_install_command_brings_what_the_demo_needs():
