@@ -24,6 +24,7 @@ if not cuda.is_available():
 import numba  # noqa: E402
 from cuda_signatures import kernel_signatures  # noqa: E402
 from naive import check_rvq_codes  # noqa: E402
+from strategies import dtypes, modes
 from tolerances import tol
 
 import encodec_np  # noqa: E402
@@ -35,8 +36,6 @@ from encodec_np.synthetic import random_params  # noqa: E402
 # The autouse launch check below is function-scoped; it holds nothing per example.
 few = settings(max_examples=8 if gpu.SIMULATED else 60, deadline=None,
                suppress_health_check=[HealthCheck.function_scoped_fixture])
-dtypes = st.sampled_from([np.float32, np.float64])
-modes = st.sampled_from(["constant", "reflect", "replicate"])
 host = gpu.to_host
 
 

@@ -8,13 +8,10 @@ from naive import check_rvq_codes
 from encodec_np import ops
 
 numba = pytest.importorskip("numba")
+from strategies import dtypes, modes
 from tolerances import tol
 
 from encodec_np.kernels import cpu  # noqa: E402
-
-dtypes = st.sampled_from([np.float32, np.float64])
-modes = st.sampled_from(["constant", "reflect", "replicate"])
-
 
 
 @given(b=st.integers(1, 3), c_in=st.integers(1, 6), c_out=st.integers(1, 6), k=st.integers(1, 9),

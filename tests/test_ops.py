@@ -5,12 +5,10 @@ import pytest
 from conftest import requires_torch
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
+from strategies import dtypes
 from tolerances import tol
 
 from encodec_np import ops
-
-dtypes = st.sampled_from([np.float32, np.float64])
-
 
 
 @given(b=st.integers(1, 3), c_in=st.integers(1, 5), c_out=st.integers(1, 5), k=st.integers(1, 8),
