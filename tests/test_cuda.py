@@ -314,3 +314,8 @@ def test_one_upload_and_one_download_per_call(monkeypatch):
     assert moves == ["up", "down"]
     model.decode(frames)
     assert moves == ["up", "down"] * 2
+
+
+def test_cuda_backend_conforms_to_the_contract():
+    from encodec_np.backend import contract_violations
+    assert contract_violations(gpu) == []

@@ -1,0 +1,89 @@
+"""The backend contract: what a model calls on ``model.ops``, with the reference's signatures.
+
+A backend (``numpy``: :mod:`encodec_np.ops` itself; ``numba``:
+``encodec_np.kernels.cpu``; ``cuda``: ``encodec_np.kernels.cuda``) is a
+namespace providing every name of :class:`Backend` with the parameters of the
+reference function of that name; ``tests/test_backend.py`` (and
+``tests/test_cuda.py`` for ``cuda``) check each available backend against it.
+Arrays a backend returns may live on its device (``ON_DEVICE``); ``to_host``
+brings them back.
+"""
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+
+class Backend(Protocol):
+    """The ops of :mod:`encodec_np.ops`, by name; shapes and semantics are documented there."""
+
+    ON_DEVICE: bool
+
+    def conv1d(self, x: np.ndarray, weight: np.ndarray, bias=None, stride: int = 1,
+               dilation: int = 1) -> np.ndarray: ...
+
+    def padded_conv1d(self, x: np.ndarray, weight: np.ndarray, bias, stride: int = 1, dilation: int = 1,
+                      padding: tuple = (0, 0), pad_mode: str = "constant") -> np.ndarray: ...
+
+    def conv_transpose1d(self, x: np.ndarray, weight: np.ndarray, bias=None, stride: int = 1) -> np.ndarray: ...
+
+    def conv_padding(self, length: int, kernel_size: int, stride: int, dilation: int, causal: bool) -> tuple: ...
+
+    def pad1d(self, x: np.ndarray, left: int, right: int, mode: str = "constant") -> np.ndarray: ...
+
+    def unpad1d(self, x: np.ndarray, left: int, right: int) -> np.ndarray: ...
+
+    def elu(self, x: np.ndarray, alpha: float = 1.0) -> np.ndarray: ...
+
+    def group_norm(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float = 1e-5) -> np.ndarray: ...
+
+    def lstm(self, x: np.ndarray, layers: list, state=None) -> tuple: ...
+
+    def code_distances(self, x: np.ndarray, codebook: np.ndarray) -> np.ndarray: ...
+
+    def rvq_encode(self, x: np.ndarray, codebooks: np.ndarray) -> np.ndarray: ...
+
+    def rvq_decode(self, codes: np.ndarray, codebooks: np.ndarray) -> np.ndarray: ...
+
+    def to_device(self, x: np.ndarray) -> np.ndarray: ...
+
+    def to_host(self, x: np.ndarray) -> np.ndarray: ...
+
+    def add(self, a: np.ndarray, b: np.ndarray) -> np.ndarray: ...
+
+    def swap_last_axes(self, x: np.ndarray) -> np.ndarray: ...
+
+
+#: The names every backend provides.
+OPS = tuple(name for name in Backend.__dict__ if not name.startswith("_") and callable(Backend.__dict__[name]))
+
+
+def contract_violations(backend) -> list[str]:
+    """What ``backend`` lacks or spells differently from the reference: ``[]`` when it conforms.
+
+    Parameters
+    ----------
+    backend : module or namespace
+
+    Returns
+    -------
+    list of str
+        One line per missing name, or per function whose parameter names
+        (in order) differ from :mod:`encodec_np.ops`'s.
+    """
+    import inspect
+
+    from . import ops
+
+    problems = [] if isinstance(getattr(backend, "ON_DEVICE", None), bool) else ["ON_DEVICE is not a bool"]
+    for name in OPS:
+        fn = getattr(backend, name, None)
+        if not callable(fn):
+            problems.append(f"{name}: missing")
+            continue
+        want = list(inspect.signature(getattr(ops, name)).parameters)
+        got = list(inspect.signature(fn).parameters)
+        if got != want:
+            problems.append(f"{name}: parameters {got}, the reference has {want}")
+    return problems
