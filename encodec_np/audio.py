@@ -73,6 +73,17 @@ def _check_complete(path, info, frames_read: int | None = None) -> None:
                            "samples present) and try again")
 
 
+def _checked_info(path):
+    """``soundfile.info`` of ``path`` once every reader's checks passed: a sane rate, a complete file."""
+    import soundfile as sf
+
+    with _readable(path):
+        info = sf.info(str(path))
+    _check_file_rate(path, info.samplerate)
+    _check_complete(path, info)
+    return info
+
+
 def _check_file_rate(path, sample_rate: int) -> None:
     if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
         raise EncodecError(f"{path}: sample rate {sample_rate} Hz is outside {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz "
@@ -125,13 +136,10 @@ def read_audio(path) -> tuple[np.ndarray, int]:
     import soundfile as sf
 
     path = _existing_file(path)
+    info = _checked_info(path)
     with _readable(path):
-        with sf.SoundFile(str(path)) as f:
-            _check_file_rate(path, f.samplerate)
-            _check_complete(path, sf.info(str(path)))
-            data = f.read(dtype="float32", always_2d=True)
-            sample_rate = f.samplerate
-            _check_complete(path, sf.info(str(path)), data.shape[0])
+        data, sample_rate = sf.read(str(path), dtype="float32", always_2d=True)
+    _check_complete(path, info, data.shape[0])
     if data.shape[0] == 0:
         raise EncodecError(f"{path} holds no samples")
     if not np.isfinite(data).all():
@@ -264,13 +272,9 @@ def write_audio(path, wav, sample_rate: int, *, rescale: bool = False, subtype: 
 
 def audio_info(path) -> tuple[int, int, int]:
     """``(sample_rate, channels, frames)`` of an audio file, with :func:`read_audio`'s errors."""
-    import soundfile as sf
 
     path = _existing_file(path)
-    with _readable(path):
-        info = sf.info(str(path))
-    _check_file_rate(path, info.samplerate)
-    _check_complete(path, info)
+    info = _checked_info(path)
     if info.frames <= 0:
         raise EncodecError(f"{path} holds no samples")
     return int(info.samplerate), int(info.channels), int(info.frames)
@@ -285,12 +289,10 @@ def read_blocks(path, block: int) -> Iterator[np.ndarray]:
 
     path = _existing_file(path)
     done = 0
+    info = _checked_info(path)
     with _readable(path):
         f = sf.SoundFile(str(path))
-        info = sf.info(str(path))
     with f:
-        _check_file_rate(path, f.samplerate)
-        _check_complete(path, info)
         while True:
             with _readable(path):  # a file can be corrupt past its header
                 data = f.read(block, dtype="float32", always_2d=True)
