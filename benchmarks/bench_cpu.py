@@ -1,36 +1,92 @@
-"""CPU speed: our numba and numpy backends against the official PyTorch model, same weights.
+"""CPU speed: our numba and numpy backends vs the official PyTorch model and its ONNX export, same weights.
 
 One run measures every cell of the matrix (model x bandwidth x input length x
-threads); backends are alternated within each repetition and the median of
+threads); runtimes are alternated within each repetition and the median of
 ``--repeats`` runs after a warm-up is reported as a real-time factor (seconds
-of audio per second of compute) and as our/PyTorch ratios. PyTorch runs twice:
+of audio per second of compute) and as our/others ratios. PyTorch runs twice:
 as shipped (weight norm recomputed on every call) and with weight norm removed
-(folded), which is what we run. Peak memory, JIT cold-compile and cached
-start-up times are measured in fresh subprocesses.
+(folded), which is what we run. The folded official model is also exported
+with ``torch.onnx.export`` (opset 17, fixed-shape encode and decode graphs per
+bandwidth and frame length: the whole input at 24 kHz, the 1 s segment and the
+last one at 48 kHz, see :func:`export_onnx`) and run by ONNX Runtime and by
+OpenVINO (forced to f32). Every runtime's codes and decoded audio are checked
+against PyTorch's (fraction of equal codes, max abs difference).
+Peak memory, JIT cold-compile and cached start-up times are measured in fresh
+subprocesses.
 
-    python benchmarks/bench_cpu.py                       # the full matrix (slow: ~1 h here)
-    python benchmarks/bench_cpu.py --quick               # 24 kHz 6 kbps and 48 kHz 6 kbps, 10 s
+    python benchmarks/bench_cpu.py            # the full matrix: 4 configurations x 10/60 s x 1/2 threads
+    python benchmarks/bench_cpu.py --quick    # 24 kHz 6 kbps and 48 kHz 6 kbps, 10 s, 2 threads (~2.5 min)
     python benchmarks/bench_cpu.py --json out.json --png out.png
+    python benchmarks/bench_cpu.py --quick --seconds 2 --repeats 1    # a smoke run (<1 min)
+
+The full matrix, projected from cells measured on the project's 2-vCPU VM
+(shared with other jobs, not run in full): 10 s cells ~7 min, the 60 s cells
+~9 min with ONE timed run each (``--long-repeats``, default 1: every further
+round adds ~8 min), probes ~3 min: ~19 min, plus ~1.5 min of ONNX export on
+the first run (cached after). ``--numpy-max-seconds 0 --skip-jit`` saves ~2 min.
 
 Needs ``torch`` and ``encodec`` for the PyTorch columns (see README); without
-them only our backends are timed. The PNG needs matplotlib.
+them only our backends are timed. ONNX Runtime and OpenVINO columns need
+``onnxruntime`` / ``openvino`` (and torch, ``onnx``, ``onnxscript`` to export):
+``pip install -e .[bench]``; a runtime that does not import is skipped with a
+note. The PNG needs matplotlib. Exported graphs are cached under the system
+temp directory (``encodec-np-bench-onnx``), keyed by the weights' digest.
+
+OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE (set machine-wide on some of the
+project's VMs) are removed for this script's own process and its probes: run
+as a script it re-executes itself without them before NumPy loads OpenBLAS.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import platform
-import statistics
-import subprocess
 import sys
-import tempfile
-import time
 
-import numpy as np
+# Variables that pin OpenBLAS to a kernel or cache size other than the one it detects.
+OPENBLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+def clean_env(env=None) -> dict:
+    """``env`` (default ``os.environ``) without :data:`OPENBLAS_OVERRIDES`: for this script's own runs only."""
+    return {k: v for k, v in (os.environ if env is None else env).items() if k not in OPENBLAS_OVERRIDES}
+
+
+if __name__ == "__main__" and any(k in os.environ for k in OPENBLAS_OVERRIDES):
+    # OpenBLAS reads them once, when NumPy loads it: restart before that, without them.
+    _removed = " ".join(f"{k}={os.environ[k]}" for k in OPENBLAS_OVERRIDES if k in os.environ)
+    os.execve(sys.executable, [sys.executable, os.path.abspath(__file__), *sys.argv[1:]],
+              {**clean_env(), "BENCH_CPU_UNSET": _removed})
+
+import argparse  # noqa: E402
+import hashlib  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+
+import numpy as np  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))  # tests/oracle.py: the official model
+
+OURS = ("numba", "numpy")
+TORCH = ("torch", "torch_folded")
+GRAPH_RUNTIMES = ("onnxruntime", "openvino")  # run the exported ONNX graphs
+RUNTIMES = OURS + TORCH + GRAPH_RUNTIMES
+OTHERS = TORCH + GRAPH_RUNTIMES  # what numba is compared with
+ONNX_OPSET = 17
+EXPORT_LAYOUT = "per-frame-1"  # in the graph cache key: bump when export_onnx's graphs change
+ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+
+
+def cpu_flags() -> set:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return set(next(line.split(":", 1)[1].split() for line in f if line.startswith("flags")))
+    except (OSError, StopIteration):
+        return set()
 
 
 def machine() -> dict:
@@ -45,14 +101,30 @@ def machine() -> dict:
         pass
     blas = [f"{p['internal_api']} {p.get('version')} ({p.get('architecture')})" for p in threadpool_info()
             if p["user_api"] == "blas"]
-    info = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "numpy": np.__version__, "numba": numba.__version__, "numba_threading_layer": None, "blas": blas}
+    flags = cpu_flags()
+    info = {"cpu": cpu, "cores": os.cpu_count(), "isa": {f: f in flags for f in ISA_FLAGS},
+            "python": platform.python_version(), "numpy": np.__version__, "numba": numba.__version__,
+            "numba_threading_layer": None, "blas": blas,
+            "openblas_env": {k: os.environ.get(k) for k in OPENBLAS_OVERRIDES},
+            "openblas_env_unset_by_script": os.environ.get("BENCH_CPU_UNSET")}
     try:
         import torch
         info["torch"] = torch.__version__
     except ImportError:
         info["torch"] = None
+    info.update(graph_runtime_versions())
     return info
+
+
+def graph_runtime_versions() -> dict:
+    """``{runtime: version or None}`` for ONNX Runtime and OpenVINO (None: not importable)."""
+    out = {}
+    for name in GRAPH_RUNTIMES:
+        try:
+            out[name] = __import__(name).__version__
+        except ImportError:
+            out[name] = None
+    return out
 
 
 def build(name: str, seed: int = 0):
@@ -63,7 +135,7 @@ def build(name: str, seed: int = 0):
 
     config = getattr(encodec_np, name)()
     params = random_params(config, seed)
-    ours = {b: encodec_np.EncodecModel(config, params, backend=b) for b in ("numba", "numpy")}
+    ours = {b: encodec_np.EncodecModel(config, params, backend=b) for b in OURS}
     official = {}
     try:
         import torch
@@ -72,7 +144,7 @@ def build(name: str, seed: int = 0):
         ctor = {"encodec_24khz": enc.EncodecModel.encodec_model_24khz,
                 "encodec_48khz": enc.EncodecModel.encodec_model_48khz}[name]
         state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in to_official_state(params, config).items()}
-        for variant in ("torch", "torch_folded"):
+        for variant in TORCH:
             model = ctor(pretrained=False)
             model.load_state_dict(state)
             if variant == "torch_folded":
@@ -85,34 +157,278 @@ def build(name: str, seed: int = 0):
     return config, ours, official
 
 
+# --------------------------------------------------------------------------- ONNX export
+def onnx_cache_dir() -> str:
+    return os.path.join(tempfile.gettempdir(), "encodec-np-bench-onnx")
+
+
+def state_digest(model) -> str:
+    """Digest of a torch model's weights (and of what the export depends on): the graph cache key."""
+    import torch
+    h = hashlib.sha1(f"{torch.__version__} opset{ONNX_OPSET} {EXPORT_LAYOUT} {type(model).__name__}".encode())
+    for key, value in sorted(model.state_dict().items()):
+        h.update(key.encode())
+        h.update(value.detach().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def segments(model, length: int) -> list:
+    """``[(offset, samples)]`` of each frame the official ``model.encode`` cuts from ``length`` samples."""
+    seg, stride = model.segment_length, model.segment_stride
+    if seg is None:
+        return [(0, length)]
+    return [(offset, min(seg, length - offset)) for offset in range(0, length, stride)]
+
+
+def export_onnx(name: str, model, bw: float, length: int, digest: str) -> dict:
+    """Export ``model`` (the official model, weight norm folded) at ``bw`` for inputs of ``length`` samples.
+
+    Per frame the official ``model.encode`` cuts (24 kHz: the whole input;
+    48 kHz: 1 s segments with 1 % overlap, the last one shorter), two
+    fixed-shape graphs: ``encode`` = ``model._encode_frame`` (waveform
+    [1, C, n] -> codes [1, K, F] int64, plus the segment's RMS scale [1, 1] when
+    the model normalizes; the RVQ is ``quantizer.encode`` at ``bw``, so K is a
+    constant of the graph) and ``decode`` = ``model._decode_frame`` (codes
+    [, scale] -> waveform). :class:`SegmentedGraphs` loops over the segments
+    and overlap-adds in Python, as the official ``encode`` / ``decode`` do. A
+    48 kHz plan is thus two graph pairs (the full 1 s segment, shared by every
+    length, and the last one).
+
+    Why not the whole 48 kHz ``model.encode`` / ``decode`` as one graph: it
+    does export (the segment loop and the overlap-add unrolled, 11 segments at
+    10 s, 61 at 60 s, ~0.7 s of export per segment), and ONNX Runtime gets it
+    right, but OpenVINO 2026.4 (f32) returns wrong samples in every overlap
+    region (max abs diff 0.24 at 1 s, 0.17 at 2 s, with all codes equal; each
+    frame's decoder output, a graph output of the same model, is right, and
+    the overlap-add alone on graph inputs is right: only the two fused fail).
+    ONNX Runtime also ran that unrolled graph 3-4x slower than per segment (2 s, 2 threads).
+
+    The TorchScript exporter (``dynamo=False``) is used: the dynamo exporter
+    (torch 2.13's default) emits opset 18 and its down-conversion to 17 fails
+    ("No Adapter To Version $17 for Pad"). Graphs are cached by weights digest,
+    model, bandwidth and segment length; ``export_s`` is 0 when all were cached.
+    """
+    import torch
+
+    folder = os.path.join(onnx_cache_dir(), f"{name}-{digest}")
+    os.makedirs(folder, exist_ok=True)
+    model.set_target_bandwidth(bw)
+    scaled = bool(model.normalize)
+    plan = segments(model, length)
+    codes_out = ["codes", "scale"] if scaled else ["codes"]
+
+    class EncodeGraph(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, wav):
+            codes, scale = self.model._encode_frame(wav)
+            return (codes, scale) if scaled else codes
+
+    class DecodeGraph(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, codes, scale=None):
+            return self.model._decode_frame((codes, scale))
+
+    graphs, spent = [], 0.0
+    for n in sorted({n for _, n in plan}, reverse=True):
+        stem = os.path.join(folder, f"{bw:g}kbps-{n}")
+        entry = {"length": n, "encode": stem + "-encode.onnx", "decode": stem + "-decode.onnx"}
+        graphs.append(entry)
+        if os.path.exists(entry["encode"]) and os.path.exists(entry["decode"]):
+            continue
+        t0 = time.perf_counter()
+        x = torch.zeros(1, model.channels, n)
+        x[..., ::7] = 0.1  # any input: the traced graph does not depend on the values
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # TracerWarnings on the asserts: shapes are fixed here
+            codes, scale = model._encode_frame(x)
+            for graph, args, inputs, outputs, path in (
+                    (EncodeGraph(), (x,), ["waveform"], codes_out, entry["encode"]),
+                    (DecodeGraph(), (codes, scale) if scaled else (codes,), codes_out, ["waveform"], entry["decode"])):
+                tmp = path + f".tmp{os.getpid()}"
+                torch.onnx.export(graph.eval(), args, tmp, opset_version=ONNX_OPSET, dynamo=False,
+                                  input_names=inputs, output_names=outputs, do_constant_folding=True)
+                os.replace(tmp, path)
+        spent += time.perf_counter() - t0
+    codebooks = model.quantizer.get_num_quantizers_for_bandwidth(model.frame_rate, bw)
+    return {"model": name, "kbps": bw, "length": length, "channels": model.channels, "scaled": scaled,
+            "segments": plan, "stride": model.segment_stride, "graphs": graphs, "codebooks": int(codebooks),
+            "opset": ONNX_OPSET, "export_s": spent}
+
+
+def linear_overlap_add(frames: list, stride: int) -> np.ndarray:
+    """``encodec.utils._linear_overlap_add`` in NumPy: triangle-weighted sum of ``frames``, ``stride`` apart."""
+    frame_length = frames[0].shape[-1]
+    t = np.linspace(0, 1, frame_length + 2, dtype=np.float32)[1:-1]
+    weight = 0.5 - np.abs(t - 0.5)
+    total = stride * (len(frames) - 1) + frames[-1].shape[-1]
+    out = np.zeros(frames[0].shape[:-1] + (total,), dtype=frames[0].dtype)
+    sum_weight = np.zeros(total, dtype=frames[0].dtype)
+    for i, frame in enumerate(frames):
+        n = frame.shape[-1]
+        out[..., i * stride:i * stride + n] += weight[:n] * frame
+        sum_weight[i * stride:i * stride + n] += weight[:n]
+    return out / sum_weight
+
+
+class SegmentedGraphs:
+    """An exported plan (:func:`export_onnx`) run the way the official ``model.encode`` / ``decode`` run.
+
+    ``encode(x [1, C, T])`` -> ``[(codes, scale or None)]``, one per segment;
+    ``decode(frames)`` -> waveform (overlap-added when the model has segments).
+    Subclasses load one graph pair per segment length and run one frame.
+    """
+
+    name = "?"
+
+    def __init__(self, plan: dict, threads: int):
+        self.plan, self.threads = plan, threads
+        self.pairs = {g["length"]: self.load(g, threads) for g in plan["graphs"]}
+
+    def encode(self, x):
+        return [self.run_encode(self.pairs[n], np.ascontiguousarray(x[..., offset:offset + n]))
+                for offset, n in self.plan["segments"]]
+
+    def decode(self, frames):
+        audio = [self.run_decode(self.pairs[n], np.ascontiguousarray(codes),
+                                 None if scale is None else np.ascontiguousarray(scale))
+                 for (_, n), (codes, scale) in zip(self.plan["segments"], frames)]
+        return audio[0] if self.plan["stride"] is None else linear_overlap_add(audio, self.plan["stride"])
+
+
+class OrtGraphs(SegmentedGraphs):
+    """ONNX Runtime CPU sessions: ``threads`` intra-op threads, one inter-op thread, sequential execution."""
+
+    name = "onnxruntime"
+
+    def load(self, graphs, threads):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.settings = {"intra_op_num_threads": threads, "inter_op_num_threads": 1}
+        return [ort.InferenceSession(graphs[k], opts, providers=["CPUExecutionProvider"]) for k in ("encode", "decode")]
+
+    def run_encode(self, pair, x):
+        out = pair[0].run(None, {"waveform": x})
+        return out[0], (out[1] if self.plan["scaled"] else None)
+
+    def run_decode(self, pair, codes, scale):
+        feed = {"codes": codes} if scale is None else {"codes": codes, "scale": scale}
+        return pair[1].run(None, feed)[0]
+
+
+class OpenVinoGraphs(SegmentedGraphs):
+    """OpenVINO compiled for the CPU: f32 (not the bf16 it picks on CPUs with bf16 units), ``threads`` threads."""
+
+    name = "openvino"
+
+    def load(self, graphs, threads):
+        import openvino as ov
+
+        core = ov.Core()
+        config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads,
+                  "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
+        compiled = [core.compile_model(core.read_model(graphs[k]), "CPU", config) for k in ("encode", "decode")]
+        self.settings = {k: compiled[0].get_property(k) for k in config}
+        self.settings = {k: v.get_type_name() if isinstance(v, ov.Type) else str(v) for k, v in self.settings.items()}
+        if self.settings["INFERENCE_PRECISION_HINT"] != "f32":
+            raise RuntimeError(f"OpenVINO did not take f32: {self.settings}")
+        return [c.create_infer_request() for c in compiled]
+
+    def run_encode(self, pair, x):
+        out = pair[0].infer({0: x}, share_inputs=True).to_tuple()
+        return out[0], (out[1] if self.plan["scaled"] else None)
+
+    def run_decode(self, pair, codes, scale):
+        return pair[1].infer({0: codes} if scale is None else {0: codes, 1: scale}).to_tuple()[0]
+
+
+GRAPH_CLASSES = {"onnxruntime": OrtGraphs, "openvino": OpenVinoGraphs}
+
+
+# --------------------------------------------------------------------------- timing
+# Every runner returns (encode_s, decode_s, {"codes": [...], "scales": [...], "audio": array}).
+def _timed(encode, decode, x):
+    """(encode seconds, decode seconds, frames, audio) of one round trip."""
+    t0 = time.perf_counter()
+    frames = encode(x)
+    t1 = time.perf_counter()
+    audio = decode(frames)
+    t2 = time.perf_counter()
+    return t1 - t0, t2 - t1, frames, audio
+
+
+def _numpy_result(frames, audio):
+    return {"codes": [c for c, _ in frames], "scales": [s for _, s in frames if s is not None], "audio": audio}
+
+
 def run_ours(model, x, bw):
     model.set_target_bandwidth(bw)
-    t0 = time.perf_counter()
-    frames = model.encode(x)
-    t1 = time.perf_counter()
-    model.decode(frames)
-    return t1 - t0, time.perf_counter() - t1
+    t_enc, t_dec, frames, audio = _timed(model.encode, model.decode, x)
+    return t_enc, t_dec, _numpy_result(frames, audio)
 
 
 def run_torch(model, x, bw, threads):
     import torch
     torch.set_num_threads(threads)
     model.set_target_bandwidth(bw)
-    xt = torch.from_numpy(x)
     with torch.no_grad():
-        t0 = time.perf_counter()
-        frames = model.encode(xt)
-        t1 = time.perf_counter()
-        model.decode(frames)
-    return t1 - t0, time.perf_counter() - t1
+        t_enc, t_dec, frames, audio = _timed(model.encode, model.decode, torch.from_numpy(x))
+    return t_enc, t_dec, _numpy_result([(c.numpy(), None if s is None else s.numpy()) for c, s in frames],
+                                       audio.numpy())
 
 
-def time_cell(name, ours, official, bw, seconds, threads, repeats, backends):
+def run_graphs(graphs, x):
+    t_enc, t_dec, frames, audio = _timed(graphs.encode, graphs.decode, x)
+    return t_enc, t_dec, _numpy_result(frames, audio)
+
+
+def compare(ref: dict, got: dict, decode_ref=None) -> dict:
+    """Codes equal to ``ref``'s (fraction over every frame, codebook and step) and the decoded audio's max abs diff."""
+    same = [a.shape == b.shape for a, b in zip(ref["codes"], got["codes"])]
+    if len(ref["codes"]) != len(got["codes"]) or not all(same):
+        return {"codes_equal": 0.0, "error": "code shapes differ"}
+    equal = np.concatenate([(a == b).ravel() for a, b in zip(ref["codes"], got["codes"])])
+    out = {"codes_equal": float(equal.mean()), "codes": int(equal.size)}
+    if ref["scales"]:
+        out["scale_max_rel_diff"] = float(max(np.abs(a / b - 1).max() for a, b in zip(ref["scales"], got["scales"])))
+    a, b = np.asarray(ref["audio"]), np.asarray(got["audio"])
+    out["audio_max_abs_diff"] = float(np.abs(a - b).max()) if a.shape == b.shape else None
+    if decode_ref is not None:  # the decoder alone, on the reference's codes and scales
+        d = np.asarray(decode_ref)
+        out["decode_max_abs_diff"] = float(np.abs(a - d).max()) if a.shape == d.shape else None
+    return out
+
+
+def time_cell(name, ours, official, graph_files, bw, seconds, threads, repeats, backends):
+    """Median encode/decode times of each backend on one cell, alternated within each repetition.
+
+    ``graph_files``: the export plan (:func:`export_onnx`) for this bandwidth and length (or None).
+    Warm-up: ours and PyTorch encode and decode the first second (JIT, thread
+    pools, oneDNN); their first full-length call is then no slower than the
+    next ones (measured at 60 s after the 10 s cells, numba and torch folded,
+    24 kHz, 2 threads), so a full-length warm-up would only cost time.
+    ONNX Runtime and OpenVINO get a new session / compiled model in every cell
+    (the thread count is fixed at creation) whose first run at the graph's
+    shape is up to ~2x slower (measured at 60 s, 24 kHz, 2 threads: decode
+    4.3 s, then 1.6-2.7 s in ONNX Runtime; 3.8 s, then 1.9-2.5 s in OpenVINO),
+    so they also run the whole input once. The first full-length call of each
+    backend is checked against PyTorch as shipped: codes and decoded audio.
+    """
     from encodec_np.synthetic import test_signal
 
     sr = ours["numba"].sample_rate
     x = test_signal("noise", ours["numba"].channels, int(seconds * sr), seed=1, sample_rate=sr)[None]
-    runners = {}
+    runners, loaded, graph_sets = {}, {}, {}
     for b in backends:
         if b in ours:
             model = ours[b]
@@ -120,23 +436,61 @@ def time_cell(name, ours, official, bw, seconds, threads, repeats, backends):
             runners[b] = lambda m=model: run_ours(m, x, bw)
         elif b in official:
             runners[b] = lambda m=official[b]: run_torch(m, x, bw, threads)
+        elif b in GRAPH_CLASSES and graph_files is not None:
+            t0 = time.perf_counter()
+            graph_sets[b] = GRAPH_CLASSES[b](graph_files, threads)
+            loaded[b] = {"load_s": time.perf_counter() - t0, **graph_sets[b].settings}
+            runners[b] = lambda g=graph_sets[b]: run_graphs(g, x)
     warm = x[..., :sr]
-    for b, run in runners.items():  # warm-up (JIT, caches) on one second
+    results = {}
+    for b, run in runners.items():
         if b in ours:
-            ours[b].set_target_bandwidth(bw)
-            ours[b].decode(ours[b].encode(warm))
-        run()
+            run_ours(ours[b], warm, bw)
+        elif b in official:
+            run_torch(official[b], warm, bw, threads)
+        else:
+            results[b] = run()[2]
     samples = {b: ([], []) for b in runners}
     for _ in range(repeats):
         for b, run in runners.items():  # alternated: drift hits every backend alike
-            enc, dec = run()
+            enc, dec, out = run()
             samples[b][0].append(enc)
             samples[b][1].append(dec)
-    cell = {"model": name, "kbps": bw, "seconds": seconds, "threads": threads, "repeats": repeats}
+            results.setdefault(b, out)
+    cell = {"model": name, "kbps": bw, "seconds": seconds, "threads": threads, "repeats": repeats,
+            "warm_up": "1 s (ours, torch); the whole input once (onnxruntime, openvino: new session)"}
     for b, (enc, dec) in samples.items():
         cell[b] = {"encode_s": statistics.median(enc), "decode_s": statistics.median(dec),
-                   "encode_rtf": seconds / statistics.median(enc), "decode_rtf": seconds / statistics.median(dec)}
+                   "encode_rtf": seconds / statistics.median(enc), "decode_rtf": seconds / statistics.median(dec),
+                   **loaded.get(b, {})}
+    if "torch" in results:
+        ref = results["torch"]
+        checks = {}
+        for b in (r for r in RUNTIMES if r in results and r != "torch"):
+            got = results[b]
+            decode_ref = None
+            if b in graph_sets and compare(ref, got)["codes_equal"] != 1.0:
+                # codes differ: also the runtime's decoder alone, on PyTorch's codes and scales
+                decode_ref = graph_sets[b].decode(list(zip(ref["codes"], ref["scales"] or [None] * len(ref["codes"]))))
+            checks[b] = compare(ref, got, decode_ref)
+        cell["checks_vs_torch"] = checks
+    cell["numba_vs"] = ratios(cell)
     return cell
+
+
+def ratios(cell) -> dict:
+    """numba's speed over each other runtime (their time / ours; above 1 = numba faster) and over the fastest."""
+    if "numba" not in cell:
+        return {}
+    ours = cell["numba"]
+    others = [b for b in OTHERS if b in cell]
+    out = {b: {p: cell[b][f"{p}_s"] / ours[f"{p}_s"] for p in ("encode", "decode")} for b in others}
+    if others:
+        out["fastest_other"] = {}
+        for p in ("encode", "decode"):
+            best = min(others, key=lambda b: cell[b][f"{p}_s"])
+            out["fastest_other"][p] = {"runtime": best, "ratio": cell[best][f"{p}_s"] / ours[f"{p}_s"]}
+    return out
 
 
 # --------------------------------------------------------------------------- subprocess probes
@@ -187,30 +541,56 @@ with torch.no_grad():
 print(json.dumps({"rss_before_mb": rss, "peak_rss_mb": rss_mb("VmHWM")}))
 """
 
+# ONNX Runtime / OpenVINO in a fresh process (no torch, no encodec_np): load the graphs, then one encode + decode.
+_GRAPH_PROBE = _HWM + r"""
+import json, sys
+sys.path.insert(0, sys.argv[2])
+import numpy as np
+from bench_cpu import GRAPH_CLASSES
+runtime, plan, threads = sys.argv[1], json.loads(sys.argv[3]), int(sys.argv[4])
+graphs = GRAPH_CLASSES[runtime](plan, threads)
+rss = rss_mb("VmRSS")
+x = (0.1 * np.random.default_rng(1).standard_normal((1, plan["channels"], plan["length"]))).astype(np.float32)
+graphs.decode(graphs.encode(x))
+print(json.dumps({"rss_before_mb": rss, "peak_rss_mb": rss_mb("VmHWM")}))
+"""
+
 
 def probe(code, *args, env=None):
     out = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True,
-                         env={**os.environ, **(env or {})}, check=True)
+                         env=clean_env({**os.environ, **(env or {})}), check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def startup_and_memory(names, seconds, have_torch):
+def startup_and_memory(names, seconds, have_torch, graph_plans=None, threads=None, jit=True, runtimes=RUNTIMES):
+    """Fresh-process probes. ``graph_plans``: {(model, runtime): export plan at 6 kbps, ``seconds`` long}."""
     results = {}
     cache = tempfile.mkdtemp(prefix="bench-numba-cache-")
-    cold = probe(_PROBE, "encodec_24khz", "numba", 0, env={"NUMBA_CACHE_DIR": cache})
-    warm = probe(_PROBE, "encodec_24khz", "numba", 0, env={"NUMBA_CACHE_DIR": cache})
-    results["jit"] = {"cold": cold, "cached": warm,
-                      "what": "import encodec_np, then the first 0.1 s encode+decode (24 kHz, numba); "
-                              "model construction from seeded weights is not counted"}
+    if jit:
+        cold = probe(_PROBE, "encodec_24khz", "numba", 0, env={"NUMBA_CACHE_DIR": cache})
+        warm = probe(_PROBE, "encodec_24khz", "numba", 0, env={"NUMBA_CACHE_DIR": cache})
+        results["jit"] = {"cold": cold, "cached": warm,
+                          "what": "import encodec_np, then the first 0.1 s encode+decode (24 kHz, numba); "
+                                  "model construction from seeded weights is not counted"}
     for name in names:
-        for backend in ("numba", "numpy"):
+        for backend in (b for b in OURS if b in runtimes):
             r = probe(_PROBE, name, backend, seconds, env={"NUMBA_CACHE_DIR": cache})
             results[f"{name}/{backend}"] = {"peak_rss_mb": r["peak_rss_mb"],
                                             "added_mb": r["peak_rss_mb"] - r["rss_before_mb"]}
         if have_torch:
             r = probe(_TORCH_PROBE, name, "torch", seconds, os.path.join(HERE, "..", "tests"))
             results[f"{name}/torch"] = {"peak_rss_mb": r["peak_rss_mb"], "added_mb": r["peak_rss_mb"] - r["rss_before_mb"]}
+        for runtime in GRAPH_RUNTIMES:
+            plan = (graph_plans or {}).get((name, runtime))
+            if plan is None:
+                continue
+            r = probe(_GRAPH_PROBE, runtime, HERE, json.dumps(plan), threads or os.cpu_count())
+            results[f"{name}/{runtime}"] = {"peak_rss_mb": r["peak_rss_mb"],
+                                            "added_mb": r["peak_rss_mb"] - r["rss_before_mb"]}
     results["input_seconds"] = seconds
+    results["what"] = ("peak RSS of a fresh process encoding and decoding one input at 6 kbps; added_mb: above "
+                       "the loaded model (ours, torch: after a 0.1 s call; ONNX Runtime / OpenVINO: after "
+                       "loading and compiling the fixed-length graphs, before their first run)")
     return results
 
 
@@ -219,16 +599,36 @@ def print_cell(cell):
     head = f"{cell['model']:14s} {cell['kbps']:>5g} kbps {cell['seconds']:>4g} s {cell['threads']} thr"
     base = cell.get("torch")
     folded = cell.get("torch_folded")
-    for b in ("numba", "numpy", "torch", "torch_folded"):
+    for b in RUNTIMES:
         if b not in cell:
             continue
         r = cell[b]
         line = f"{head} | {b:12s} encode {r['encode_rtf']:6.1f}x  decode {r['decode_rtf']:6.1f}x"
-        if base and b in ("numba", "numpy"):
+        if base and b == "numpy":
             line += (f" | vs torch {base['encode_s'] / r['encode_s']:.2f}x / {base['decode_s'] / r['decode_s']:.2f}x")
             if folded:
                 line += f" | vs folded {folded['encode_s'] / r['encode_s']:.2f}x / {folded['decode_s'] / r['decode_s']:.2f}x"
         print(line, flush=True)
+    vs = cell.get("numba_vs") or {}
+    if vs:
+        parts = [f"{b} {vs[b]['encode']:.2f}x / {vs[b]['decode']:.2f}x" for b in OTHERS if b in vs]
+        fast = vs["fastest_other"]
+        parts.append(f"fastest other {fast['encode']['ratio']:.2f}x ({fast['encode']['runtime']}) / "
+                     f"{fast['decode']['ratio']:.2f}x ({fast['decode']['runtime']})")
+        print(f"{head} | numba speed-up (enc / dec; >1 = numba faster) vs " + " | ".join(parts), flush=True)
+    for b, c in (cell.get("checks_vs_torch") or {}).items():
+        if "error" in c:
+            print(f"{head} | check {b:12s} vs torch: {c['error']}", flush=True)
+            continue
+        line = (f"{head} | check {b:12s} vs torch: codes equal {100 * c['codes_equal']:7.3f} % of {c['codes']}, "
+                f"audio max abs diff {c['audio_max_abs_diff']:.2e}")
+        if "scale_max_rel_diff" in c:
+            line += f", scales max rel diff {c['scale_max_rel_diff']:.1e}"
+        if c.get("decode_max_abs_diff") is not None:
+            line += f", decoder alone (torch's codes) {c['decode_max_abs_diff']:.2e}"
+        print(line, flush=True)
+    if "wall_s" in cell:
+        print(f"{head} | {cell['repeats']} timed run(s); cell wall time {cell['wall_s']:.0f} s", flush=True)
 
 
 def chart(cells, path):
@@ -240,61 +640,139 @@ def chart(cells, path):
         print("(no PNG: pip install matplotlib to draw the chart)")
         return
     labels, series = [], {}
+    present = [b for b in RUNTIMES if any(b in c for c in cells)]
     for c in cells:
         labels.append(f"{c['model'][8:]}\n{c['kbps']:g}k {c['seconds']:g}s\n{c['threads']}t")
-        for b in ("numba", "numpy", "torch", "torch_folded"):
+        for b in present:
             for phase in ("encode", "decode"):
                 series.setdefault(f"{b} {phase}", []).append(c.get(b, {}).get(f"{phase}_rtf", np.nan))
-    fig, ax = plt.subplots(figsize=(max(8, 1.2 * len(cells)), 5))
+    fig, ax = plt.subplots(figsize=(max(8, 1.6 * len(cells)), 5))
     width = 0.8 / len(series)
+    colors = {b: plt.get_cmap("tab10")(i) for i, b in enumerate(RUNTIMES)}
     for i, (name, values) in enumerate(series.items()):
-        ax.bar(np.arange(len(cells)) + i * width, values, width, label=name)
+        runtime, phase = name.split()
+        ax.bar(np.arange(len(cells)) + i * width, values, width, label=name, color=colors[runtime],
+               alpha=1.0 if phase == "encode" else 0.55, hatch=None if phase == "encode" else "//")
     ax.set_xticks(np.arange(len(cells)) + 0.4 - width / 2)
     ax.set_xticklabels(labels, fontsize=7)
     ax.set_ylabel("real-time factor (higher is faster)")
-    ax.legend(fontsize=7, ncol=4)
+    ax.legend(fontsize=7, ncol=len(present), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     print(f"wrote {path}")
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="10 s inputs, 6 kbps, 2 threads only")
-    p.add_argument("--seconds", type=float, nargs="+", default=[10, 60])
-    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--quick", action="store_true",
+                   help="24 kHz 6 kbps and 48 kHz 6 kbps only, 10 s inputs, 2 threads, no JIT probes (~2.5 min)")
+    p.add_argument("--seconds", type=float, nargs="+", default=None, help="input lengths (default 10 60)")
+    p.add_argument("--threads", type=int, nargs="+", default=None, help="thread counts (default 1 2)")
+    p.add_argument("--repeats", type=int, default=5, help="timed runs per cell, after a warm-up (default 5)")
+    p.add_argument("--long-repeats", type=int, default=1,
+                   help="timed runs for inputs over --long-seconds (default 1: one round of the 60 s cells "
+                        "takes ~8 min on 2 cores)")
+    p.add_argument("--long-seconds", type=float, default=10,
+                   help="inputs longer than this get --long-repeats (default 10)")
     p.add_argument("--numpy-max-seconds", type=float, default=10,
                    help="skip the (slow) numpy reference on longer inputs (default 10)")
+    p.add_argument("--skip-jit", action="store_true", help="skip the JIT cold/cached start-up probes")
+    # narrowing a run (debugging, smoke runs): the report covers only what ran
+    p.add_argument("--skip-probes", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--models", nargs="+", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--runtimes", nargs="+", default=list(RUNTIMES), choices=RUNTIMES, help=argparse.SUPPRESS)
     p.add_argument("--json", default="benchmarks/results_cpu.json")
     p.add_argument("--png", default="benchmarks/results_cpu.png")
     args = p.parse_args(argv)
+    started = time.perf_counter()
     cells_spec = [("encodec_24khz", 1.5), ("encodec_24khz", 6.0), ("encodec_24khz", 24.0), ("encodec_48khz", 6.0)]
     if args.quick:
         cells_spec = [("encodec_24khz", 6.0), ("encodec_48khz", 6.0)]
-        args.seconds, args.threads = [10], [2]
+        args.seconds, args.threads = args.seconds or [10], args.threads or [2]
+        args.skip_jit = True
+    args.seconds, args.threads = args.seconds or [10, 60], args.threads or [1, 2]
+    if args.models:
+        cells_spec = [c for c in cells_spec if c[0] in args.models]
     info = machine()
     print("machine:", json.dumps(info))
+    print(f"cpu: {info['cpu']}, {info['cores']} cores, ISA: "
+          + ", ".join(f"{f} {'yes' if v else 'no'}" for f, v in info["isa"].items()) + f"; BLAS: {info['blas']}")
+    if info["openblas_env_unset_by_script"]:
+        print(f"unset for this run (and its probes): {info['openblas_env_unset_by_script']}")
+    elif any(info["openblas_env"].values()):
+        print(f"WARNING: {info['openblas_env']} still set in this process (main() called, not run as a script)")
+    print(f"threads per cell: {args.threads} (numba/numpy: model.threads; torch: torch.set_num_threads; "
+          "ONNX Runtime: intra_op_num_threads, inter_op_num_threads 1; OpenVINO: INFERENCE_NUM_THREADS, "
+          "INFERENCE_PRECISION_HINT f32, 1 stream)")
+    long_cells = [s for s in args.seconds if s > args.long_seconds]
+    print(f"timed runs per cell: median of {args.repeats}"
+          + (f"; inputs over {args.long_seconds:g} s ({', '.join(f'{s:g}' for s in long_cells)} s): "
+             + (f"median of {args.long_repeats}" if args.long_repeats > 1 else "ONE run, not a median")
+             + " (--long-repeats; one round of the standard 60 s cells is ~8 min on 2 cores)" if long_cells else "")
+          + "; warm-up: 1 s for ours and torch, the whole input once for ONNX Runtime / OpenVINO (new session)")
+    graph_ok = [r for r in GRAPH_RUNTIMES if info[r]]
+    for r in GRAPH_RUNTIMES:
+        if not info[r]:
+            print(f"note: {r} does not import: its columns are skipped (pip install -e .[bench])")
     cells = []
-    built = {}
+    built, digests = {}, {}
+    graph_plans = {}  # (model, runtime) -> the 6 kbps plan at the longest input, for the memory probe
     for name, bw in cells_spec:
         if name not in built:
             built[name] = build(name)
         _, ours, official = built[name]
+        if graph_ok and "torch_folded" not in official:
+            print(f"note: torch/encodec do not import: no {name} graphs to export, ONNX Runtime and OpenVINO skipped")
         for seconds in args.seconds:
+            graph_files = None
+            if graph_ok and "torch_folded" in official:
+                model = official["torch_folded"]
+                if name not in digests:
+                    digests[name] = state_digest(model)
+                length = int(seconds * ours["numba"].sample_rate)
+                graph_files = export_onnx(name, model, bw, length, digests[name])
+                lengths = ", ".join(str(g["length"]) for g in graph_files["graphs"])
+                print(f"{name} {bw:g} kbps {seconds:g} s: ONNX opset {ONNX_OPSET}, {len(graph_files['segments'])} "
+                      f"segment(s), encode/decode graphs for {lengths} samples, {graph_files['codebooks']} codebooks, "
+                      + (f"exported in {graph_files['export_s']:.1f} s" if graph_files["export_s"] else "cached")
+                      + f": {os.path.dirname(graph_files['graphs'][0]['encode'])}", flush=True)
             for threads in args.threads:
-                backends = ["numba"] + (["numpy"] if seconds <= args.numpy_max_seconds else []) + list(official)
-                cell = time_cell(name, ours, official, bw, seconds, threads, args.repeats, backends)
+                backends = (["numba"] + (["numpy"] if seconds <= args.numpy_max_seconds else []) + list(official)
+                            + (graph_ok if graph_files else []))
+                backends = [b for b in backends if b in args.runtimes]
+                long = seconds > args.long_seconds
+                t_cell = time.perf_counter()
+                cell = time_cell(name, ours, official, graph_files, bw, seconds, threads,
+                                 args.long_repeats if long else args.repeats, backends)
+                cell["wall_s"] = time.perf_counter() - t_cell
                 cells.append(cell)
                 print_cell(cell)
                 save(args.json, info, cells, None, argv)  # a partial run keeps what it measured
     import numba
     info["numba_threading_layer"] = numba.threading_layer()
-    extra = startup_and_memory(sorted({n for n, _ in cells_spec}), max(args.seconds), bool(built and built[cells_spec[0][0]][2]))
-    print("start-up and memory:", json.dumps(extra, indent=1))
+    extra = None
+    if not args.skip_probes:
+        t_probes = time.perf_counter()
+        names = sorted({n for n, _ in cells_spec})
+        for name in names:  # the graphs the memory probes load: 6 kbps at the longest input (cached if timed)
+            official, sr = built[name][2], built[name][1]["numba"].sample_rate
+            if graph_ok and "torch_folded" in official:
+                plan = export_onnx(name, official["torch_folded"], 6.0, int(max(args.seconds) * sr),
+                                   digests.get(name) or state_digest(official["torch_folded"]))
+                graph_plans.update({(name, r): {k: v for k, v in plan.items() if k != "export_s"}
+                                    for r in graph_ok if r in args.runtimes})
+        extra = startup_and_memory(names, max(args.seconds), "torch" in args.runtimes and bool(built[names[0]][2]),
+                                   graph_plans, max(args.threads), jit=not args.skip_jit,
+                                   runtimes=args.runtimes)
+        print(f"start-up and memory probes: {time.perf_counter() - t_probes:.0f} s")
+        print("start-up and memory:", json.dumps(extra, indent=1))
+        print(f"peak RSS (fresh process, 6 kbps, {extra['input_seconds']:g} s; + above the loaded model): "
+              + "; ".join(f"{k} {v['peak_rss_mb']:.0f} MB (+{v['added_mb']:.0f})" for k, v in extra.items()
+                          if isinstance(v, dict) and "peak_rss_mb" in v))
     save(args.json, info, cells, extra, argv)
     print(f"wrote {args.json}")
     chart(cells, args.png)
+    print(f"wall time {(time.perf_counter() - started) / 60:.1f} min")
 
 
 def save(path, info, cells, extra, argv):

@@ -134,6 +134,8 @@ class EncodecModel:
         #: ... in chunks of this many seconds. 1 s keeps the activations near 30 MB and
         #: measured as fast per second of audio as one 10 s pass (benchmarks/bench_streaming.py).
         self.chunk_seconds = 1.0
+        #: Models with segments (48 kHz): this many full segments go through the network as one batch.
+        self.segment_batch = 8
 
     def _threads(self):
         from encodec_np.kernels import thread_scope
@@ -270,21 +272,35 @@ class EncodecModel:
         length = x.shape[-1]
         if self._chunked(length):
             return [(self._encode_in_chunks(x, progress), None)]
-        return self._per_segment(self._encode_frame, [x[:, :, offset:offset + (self.segment_length or length)]
-                                                      for offset in range(0, length, self.segment_stride or length)],
-                                 progress)
+        segments = [x[:, :, offset:offset + (self.segment_length or length)]
+                    for offset in range(0, length, self.segment_stride or length)]
+        return self._per_segment(self._encode_frame, segments, lambda parts: np.concatenate(parts, axis=0),
+                                 _split_frame, progress)
 
-    def _per_segment(self, run, items: list, progress) -> list:
-        """``[run(item) for item in items]`` under the thread scope, reporting progress as :meth:`encode` says."""
-        single = self.segment_length is None
-        if progress is not None and single:
+    def _per_segment(self, run, items: list, stack, split, progress) -> list:
+        """``[run(item) for item in items]``, consecutive same-shaped items run as one batch.
+
+        Segments are independent, so up to :attr:`segment_batch` of them go
+        through the network together (``stack`` joins items along the batch
+        axis, ``split(result, n)`` cuts a result into ``n`` items); on the
+        ``numba`` backend the results are the same bits as one at a time.
+        Runs under the thread scope and reports progress as :meth:`encode` says.
+        """
+        if progress is not None and self.segment_length is None:
             progress(0, 1)
-        out = []
+        out: list = []
         with self._threads():
-            for i, item in enumerate(items):
-                out.append(run(item))
+            start = 0
+            while start < len(items):
+                end = start + 1
+                while (end < len(items) and end - start < self.segment_batch
+                       and _batch_shape(items[end]) == _batch_shape(items[start])):
+                    end += 1
+                group = items[start:end]
+                out.extend([run(group[0])] if len(group) == 1 else split(run(stack(group)), len(group)))
+                start = end
                 if progress is not None:
-                    progress(i + 1, len(items))
+                    progress(start, len(items))
         return out
 
     def _streams(self) -> bool:
@@ -363,7 +379,7 @@ class EncodecModel:
             raise EncodecError(f"this model has no segments: expected 1 frame, got {len(frames)}")
         if self._chunked(frames[0][0].shape[-1] * self.config.seanet.hop_length):
             return self._decode_in_chunks(frames[0][0], progress)
-        outs = self._per_segment(self._decode_frame, frames, progress)
+        outs = self._per_segment(self._decode_frame, frames, _stack_frames, _split_audio, progress)
         return outs[0] if self.segment_length is None else linear_overlap_add(outs, self.segment_stride)
 
     def _decode_frame(self, frame: EncodedFrame) -> np.ndarray:
@@ -424,6 +440,31 @@ class EncodecModel:
                 raise EncodecError(f"frame {i}: {self.name} does not normalize; pass scale=None")
             checked.append((codes.astype(np.int64), scale))
         return checked
+
+
+def _batch_shape(item) -> tuple:
+    """The shape an item must share with others to join their batch: audio, or a frame's codes."""
+    return item[0].shape if isinstance(item, tuple) else item.shape
+
+
+def _split_frame(frame: EncodedFrame, n: int) -> List[EncodedFrame]:
+    """One encoded batch of ``n`` segments → ``n`` frames."""
+    codes, scale = frame
+    size = codes.shape[0] // n
+    return [(codes[i * size:(i + 1) * size], None if scale is None else scale[i * size:(i + 1) * size])
+            for i in range(n)]
+
+
+def _stack_frames(frames: List[EncodedFrame]) -> EncodedFrame:
+    """``n`` frames of the same shape → one frame of ``n`` times the batch."""
+    scales = [scale for _, scale in frames]
+    return (np.concatenate([codes for codes, _ in frames], axis=0),
+            None if scales[0] is None else np.concatenate(scales, axis=0))
+
+
+def _split_audio(audio: np.ndarray, n: int) -> List[np.ndarray]:
+    """Decoded audio of ``n`` stacked segments → ``n`` arrays."""
+    return np.split(audio, n, axis=0)
 
 
 def check_params(config: EncodecConfig, params: dict) -> None:

@@ -2,7 +2,7 @@
 
 Each layer of the official SEANet gets a streaming twin that carries what the
 next chunk needs: a conv keeps the tail of its input (its receptive field), a
-transposed conv the overlapping tail of its output, the LSTM its (h, c), a
+transposed conv the input frames its next outputs still read, the LSTM its (h, c), a
 residual block the outputs one branch produced ahead of the other. The
 concatenated outputs equal the one-shot ``encode`` / ``decode`` of the whole
 signal, including both ends:
@@ -121,7 +121,13 @@ class _Conv:
 
 
 class _ConvTranspose:
-    """Streaming ``SConvTranspose1d`` (causal): keeps the ``k - s`` overlapping output samples."""
+    """Streaming ``SConvTranspose1d`` (causal): keeps its last ``J - 1`` input frames, ``J = ceil(k / s)``.
+
+    Output ``q * s + r`` reads frames ``q - J + 1 .. q``; recomputing it from
+    the kept frames (rather than adding a stored partial output) repeats the
+    one-shot arithmetic exactly, so the backends that sum in a fixed order
+    stream bit for bit.
+    """
 
     def __init__(self, layer: ConvTranspose, params, ops):
         if not layer.causal or layer.group_norm:
@@ -129,32 +135,35 @@ class _ConvTranspose:
         p = f"{layer.name}.convtr."
         self.weight, self.bias, self.ops = params[p + "convtr.weight"], params[p + "convtr.bias"], ops
         self.s, self.k = layer.stride, layer.kernel_size
+        self.keep = -(-self.k // self.s) - 1
         self.skip, self.right = layer.trim()  # samples trimmed off each end of the whole output
-        self.tail = None
+        self.history = None  # the last ``keep`` input frames (zeros before the start, as one-shot pads)
 
     def push(self, x: np.ndarray) -> np.ndarray:
         if x.shape[-1] == 0:
             return np.zeros(x.shape[:1] + (self.weight.shape[1], 0), x.dtype)
-        y = self.ops.conv_transpose1d(x, self.weight, None, self.s)
-        if self.tail is not None:
-            y[..., :self.tail.shape[-1]] += self.tail
-        done = x.shape[-1] * self.s  # positions no later frame contributes to
-        self.tail = y[..., done:].copy()
-        return self._release(y[..., :done])
+        if self.history is None:
+            self.history = np.zeros(x.shape[:-1] + (self.keep,), x.dtype)
+        window = np.concatenate([self.history, x], axis=-1)
+        self.history = window[..., window.shape[-1] - self.keep:].copy()
+        y = self.ops.conv_transpose1d(window, self.weight, self.bias, self.s)
+        # Positions of the new frames' own slots: every frame they read is in the window.
+        return self._release(y[..., self.keep * self.s:window.shape[-1] * self.s])
 
-    def _release(self, y):
-        out = y + self.bias[None, :, None]
+    def _release(self, out):
         if self.skip:
             cut = min(self.skip, out.shape[-1])
             out, self.skip = out[..., cut:], self.skip - cut
         return out
 
     def flush(self):
-        # The overlap left after the last frame is what the one-shot trims on the right,
-        # except the part a trim_right_ratio < 1 keeps.
-        if self.tail is None or self.tail.shape[-1] <= self.right:
+        # After the last frame: the positions only the kept frames reach, which the
+        # one-shot trims on the right, except the part a trim_right_ratio < 1 keeps.
+        tail = (self.keep - 1) * self.s + self.k - self.keep * self.s  # = k - s
+        if self.history is None or tail <= self.right:
             return None
-        return self._release(self.tail[..., :self.tail.shape[-1] - self.right])
+        y = self.ops.conv_transpose1d(self.history, self.weight, self.bias, self.s)
+        return self._release(y[..., self.keep * self.s:self.keep * self.s + tail - self.right])
 
 
 class _Pointwise:

@@ -1,124 +1,185 @@
 """Numba CPU kernels: the ``numba`` backend.
 
-Same signatures as :mod:`encodec_np.ops`. The heavy products stay in BLAS
-(NumPy ``matmul``), where they already run near peak; Numba does what BLAS
-cannot: building conv windows with the padding folded in (no padded copy),
-the transposed-conv overlap-add as a gather (each parallel iteration owns its
-output row, so no two threads write the same sample), ELU in one pass, the
-LSTM time loop with the gate math fused, and the codebook arg-min with the
-residual update.
+Same signatures as :mod:`encodec_np.ops`. Every product that decides codes or
+audio runs in one kernel of ours, :func:`_make_correlate`'s, never in BLAS: BLAS picks
+its blocking (and so each sum's order) from the problem size, so the same
+sample would round differently when the audio is cut differently. Here each
+output element accumulates its ``channel x tap`` products in one fixed order,
+``bias + w[0] x[0] + w[1] x[1] + ...`` (fused multiply-adds), whatever the
+length, the batch, the chunking or the thread count: results are bit-identical
+for any of them (``tests/test_determinism.py``).
 
-The RVQ kernel consumes the same BLAS products and NumPy norms as the
-reference, so it picks bit-identical codes; convs and the LSTM differ from
-the reference only by float summation order.
+How the ops map onto it: a strided conv becomes a unit-stride one over the
+input split into its ``stride`` phases (polyphase); a transposed conv becomes
+``stride`` unit-stride convs, one per output phase, interleaved; the LSTM's
+input projection and the RVQ distance products are 1-tap convs. The LSTM
+recurrence runs one item per parallel job (no parallel region per time step),
+and the codebook arg-min is fused with the residual update.
 """
 from __future__ import annotations
 
 import math
 from contextlib import contextmanager
+from functools import lru_cache
 
 import numba
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic, overload
 
 from encodec_np import ops as _ref
 from encodec_np.kernels import blas_limits
 
-# Padding modes as small integers for the kernels.
-_MODES = {"constant": 0, "zero": 0, "reflect": 1, "replicate": 2}
+#: Output samples per kernel tile: 256 for long outputs, 32 for short ones (a
+#: stream's push yields a few frames). Literal trip counts, so every output
+#: sample goes through the same vector code with no scalar remainder loop;
+#: both tiles give the same bits (each sample's sum does not see the tile).
+TILES = (256, 32)
+#: Output channels per parallel job (more jobs when the time axis is short).
+CHANNEL_GROUP = 64
 
 
-# --------------------------------------------------------------------------- padding inside conv windows
-@njit(cache=True, inline="always")
-def _source_index(p, length, left, extended, mode):
-    """Index into the unpadded signal of padded position ``p``, or -1 for a zero.
+# --------------------------------------------------------------------------- the one product kernel
+def _make_correlate(tile: int):
+    """The kernel for one tile length (a closure constant: numba caches each separately)."""
 
-    ``extended`` is the length the official reflect padding reflects over: the
-    input zero-extended to ``max_pad + 1`` samples when it is too short.
-    """
-    i = p - left
-    if 0 <= i < length:
-        return i
-    if mode == 0:
-        return -1
-    if mode == 2:
-        return 0 if i < 0 else length - 1
-    if i < 0:
-        i = -i
-    if i >= extended:
-        i = 2 * (extended - 1) - i
-    return i if i < length else -1
+    @njit(parallel=True, cache=True, fastmath={"contract"})
+    def correlate(src, weight, bias, rows, shifts, n_out, out):
+        """``out[b, o, t] = bias[o] + sum_g weight[o, g] * src[b, rows[g], t + shifts[g]]``, g in order.
+
+        src : [B, R, L], zero past the signal, ``L >= ceil(n_out / tile) * tile + max(shifts)``;
+        weight : [O, G]; bias : [O]; rows, shifts : [G] int64; out : [B, O, n_out].
+        Jobs own (item, time tile, channel group) triples, so no two write the
+        same output. A pass covers 4 output channels x 4 taps, which keeps the
+        accumulators' loads and stores at a quarter of the multiply-adds without
+        changing any sum's order. ``contract`` only fuses each ``acc + w * x``
+        into one rounding (no reordering).
+        """
+        n_items = src.shape[0]
+        n_ch, n_taps = weight.shape
+        n_tiles = (n_out + tile - 1) // tile
+        n_groups = (n_ch + CHANNEL_GROUP - 1) // CHANNEL_GROUP
+        grouped = n_taps - n_taps % 4
+        for job in prange(n_items * n_tiles * n_groups):
+            b = job // (n_tiles * n_groups)
+            t0 = (job // n_groups % n_tiles) * tile
+            first = (job % n_groups) * CHANNEL_GROUP
+            last = min(n_ch, first + CHANNEL_GROUP)
+            n = min(tile, n_out - t0)
+            xb = src[b]
+            acc0 = np.empty(tile, src.dtype)
+            acc1 = np.empty(tile, src.dtype)
+            acc2 = np.empty(tile, src.dtype)
+            acc3 = np.empty(tile, src.dtype)
+            for o0 in range(first, last, 4):
+                # A last block of fewer than 4 channels repeats its last one (not stored twice).
+                o1, o2, o3 = min(o0 + 1, last - 1), min(o0 + 2, last - 1), min(o0 + 3, last - 1)
+                for t in range(tile):
+                    acc0[t] = bias[o0]
+                    acc1[t] = bias[o1]
+                    acc2[t] = bias[o2]
+                    acc3[t] = bias[o3]
+                for g in range(0, grouped, 4):
+                    xa = xb[rows[g], t0 + shifts[g]:t0 + shifts[g] + tile]
+                    xq = xb[rows[g + 1], t0 + shifts[g + 1]:t0 + shifts[g + 1] + tile]
+                    xr = xb[rows[g + 2], t0 + shifts[g + 2]:t0 + shifts[g + 2] + tile]
+                    xs = xb[rows[g + 3], t0 + shifts[g + 3]:t0 + shifts[g + 3] + tile]
+                    a0, a1, a2, a3 = weight[o0, g], weight[o0, g + 1], weight[o0, g + 2], weight[o0, g + 3]
+                    b0, b1, b2, b3 = weight[o1, g], weight[o1, g + 1], weight[o1, g + 2], weight[o1, g + 3]
+                    c0, c1, c2, c3 = weight[o2, g], weight[o2, g + 1], weight[o2, g + 2], weight[o2, g + 3]
+                    d0, d1, d2, d3 = weight[o3, g], weight[o3, g + 1], weight[o3, g + 2], weight[o3, g + 3]
+                    for t in range(tile):
+                        va, vb, vc, vd = xa[t], xq[t], xr[t], xs[t]
+                        acc0[t] = acc0[t] + a0 * va + a1 * vb + a2 * vc + a3 * vd
+                        acc1[t] = acc1[t] + b0 * va + b1 * vb + b2 * vc + b3 * vd
+                        acc2[t] = acc2[t] + c0 * va + c1 * vb + c2 * vc + c3 * vd
+                        acc3[t] = acc3[t] + d0 * va + d1 * vb + d2 * vc + d3 * vd
+                for g in range(grouped, n_taps):
+                    xa = xb[rows[g], t0 + shifts[g]:t0 + shifts[g] + tile]
+                    a0, b0, c0, d0 = weight[o0, g], weight[o1, g], weight[o2, g], weight[o3, g]
+                    for t in range(tile):
+                        va = xa[t]
+                        acc0[t] = acc0[t] + a0 * va
+                        acc1[t] = acc1[t] + b0 * va
+                        acc2[t] = acc2[t] + c0 * va
+                        acc3[t] = acc3[t] + d0 * va
+                out[b, o0, t0:t0 + n] = acc0[:n]
+                if o0 + 1 < last:
+                    out[b, o1, t0:t0 + n] = acc1[:n]
+                if o0 + 2 < last:
+                    out[b, o2, t0:t0 + n] = acc2[:n]
+                if o0 + 3 < last:
+                    out[b, o3, t0:t0 + n] = acc3[:n]
+
+    return correlate
 
 
-@njit(cache=True)
-def _fill_windows(src, kernel_size, stride, dilation, left, extended, mode, t0, cols):
-    """cols[c * K + k, t] = padded(src)[c, (t0 + t) * stride + k * dilation] for one time tile."""
-    channels, length = src.shape
-    n = cols.shape[1]
-    for c in range(channels):
-        for k in range(kernel_size):
-            row = cols[c * kernel_size + k]
-            first = t0 * stride + k * dilation - left  # source index of the tile's first window tap
-            # Taps that land inside the signal: a plain strided slice copy.
-            lo = 0 if first >= 0 else min(n, (-first + stride - 1) // stride)
-            hi = max(lo, min(n, (length - first + stride - 1) // stride))
-            for t in range(lo):
-                i = _source_index(first + left + t * stride, length, left, extended, mode)
-                row[t] = src[c, i] if i >= 0 else 0.0
-            if hi > lo:
-                a = first + lo * stride
-                if stride == 1:
-                    row[lo:hi] = src[c, a:a + hi - lo]
-                else:
-                    row[lo:hi] = src[c, a:a + (hi - lo - 1) * stride + 1:stride]
-            for t in range(hi, n):
-                i = _source_index(first + left + t * stride, length, left, extended, mode)
-                row[t] = src[c, i] if i >= 0 else 0.0
+_CORRELATE = {tile: _make_correlate(tile) for tile in TILES}
 
 
-@njit(parallel=True, cache=True)
-def _conv(x, w2, bias, kernel_size, stride, dilation, left, right, mode, n_out, tile, out):
-    """Padded conv by time tiles: gather windows (padding folded in), one GEMM, add bias.
-
-    Each parallel job owns the output columns of its tile; BLAS runs single-threaded
-    inside it (see :func:`threads`), so only one thread pool is ever active.
-    """
-    b_size, channels, length = x.shape
-    max_pad = max(left, right)
-    extended = length if (mode != 1 or length > max_pad) else max_pad + 1
-    n_tiles = (n_out + tile - 1) // tile
-    for job in prange(b_size * n_tiles):
-        b, j = job // n_tiles, job % n_tiles
-        t0 = j * tile
-        n = min(n_out, t0 + tile) - t0
-        cols = np.empty((channels * kernel_size, n), dtype=x.dtype)
-        _fill_windows(x[b], kernel_size, stride, dilation, left, extended, mode, t0, cols)
-        res = np.dot(w2, cols)
-        for o in range(res.shape[0]):
-            out[b, o, t0:t0 + n] = res[o] + bias[o]
+def _tile(n_out: int) -> int:
+    """The long tile once it wastes little, else the short one."""
+    return TILES[0] if n_out >= 2 * TILES[0] else TILES[1]
 
 
-def _tile(rows: int) -> int:
-    """Time columns per tile: the window matrix stays near 1 MB (L2-sized)."""
-    return int(min(8192, max(128, (1 << 18) // max(rows, 1))))
-
-
-def padded_conv1d(x, weight, bias=None, stride=1, dilation=1, padding=(0, 0), pad_mode="constant"):
-    """Padded conv (see :func:`encodec_np.ops.padded_conv1d`): x [B, C_in, T] → [B, C_out, T']."""
-    c_out, c_in, k = weight.shape
-    dtype = x.dtype
-    x = np.ascontiguousarray(x)
-    left, right = int(padding[0]), int(padding[1])
-    padded = x.shape[-1] + left + right
-    span = (k - 1) * dilation + 1
-    if padded < span:
-        raise ValueError(f"input of length {padded} (padded) is shorter than the kernel span {span}")
-    n_out = (padded - span) // stride + 1
-    out = np.empty((x.shape[0], c_out, n_out), dtype=dtype)
-    bias = np.zeros(c_out, dtype) if bias is None else np.ascontiguousarray(bias, dtype=dtype)
-    _conv(x, np.ascontiguousarray(weight.reshape(c_out, c_in * k), dtype=dtype), bias, k, stride, dilation,
-          left, right, _MODES[pad_mode], n_out, _tile(c_in * k), out)
+def _run(src, weight, bias, rows, shifts, n_out):
+    """The correlate kernel into a new ``[B, O, n_out]`` array (zero bias when None)."""
+    dtype = src.dtype
+    weight = np.ascontiguousarray(weight, dtype=dtype)
+    bias = np.zeros(weight.shape[0], dtype) if bias is None else np.ascontiguousarray(bias, dtype=dtype)
+    out = np.empty((src.shape[0], weight.shape[0], n_out), dtype)
+    _CORRELATE[_tile(n_out)](src, weight, bias, rows, shifts, n_out, out)
     return out
+
+
+def _source_length(n_out: int, max_shift: int) -> int:
+    """Samples the correlate kernel reads per source row for ``n_out`` outputs."""
+    tile = _tile(n_out)
+    return -(-n_out // tile) * tile + max_shift
+
+
+@lru_cache(maxsize=None)
+def _conv_taps(channels: int, kernel_size: int, stride: int, dilation: int):
+    """Source (row, shift) of tap ``g = c * K + k`` over the input split into ``stride`` phases.
+
+    ``x[c, t * stride + k * dilation]`` is phase ``(k * dilation) % stride`` of
+    channel ``c`` at ``t + (k * dilation) // stride``.
+    """
+    offset = np.arange(kernel_size) * dilation
+    rows = (np.arange(channels)[:, None] * stride + offset % stride).reshape(-1).astype(np.int64)
+    shifts = np.tile(offset // stride, channels).astype(np.int64)
+    return rows, shifts  # shared by every call (lru_cache): never written to
+
+
+def _phases(x, stride: int, length: int):
+    """``x [B, C, L]`` → ``[B, C * stride, length]``: row ``c * stride + r`` is ``x[c, r::stride]``, then zeros."""
+    b, c, _ = x.shape
+    src = np.zeros((b, c, stride, length), x.dtype)
+    for r in range(stride):
+        part = x[:, :, r::stride]
+        src[:, :, r, :part.shape[-1]] = part
+    return src.reshape(b, c * stride, length)
+
+
+# --------------------------------------------------------------------------- convolutions
+def padded_conv1d(x, weight, bias=None, stride=1, dilation=1, padding=(0, 0), pad_mode="constant"):
+    """Padded conv (see :func:`encodec_np.ops.padded_conv1d`): x [B, C_in, T] → [B, C_out, T'].
+
+    The padding is :func:`encodec_np.ops.pad1d`'s (the one home of its rules).
+    """
+    c_out, c_in, k = weight.shape
+    x = np.asarray(x)
+    if padding[0] or padding[1]:
+        x = _ref.pad1d(x, int(padding[0]), int(padding[1]), pad_mode)
+    span = (k - 1) * dilation + 1
+    length = x.shape[-1]
+    if length < span:
+        raise ValueError(f"input of length {length} (padded) is shorter than the kernel span {span}")
+    n_out = (length - span) // stride + 1
+    rows, shifts = _conv_taps(c_in, k, stride, dilation)
+    src = _phases(x, stride, max(-(-length // stride), _source_length(n_out, int(shifts[-1]))))
+    return _run(src, weight.reshape(c_out, c_in * k), bias, rows, shifts, n_out)
 
 
 def conv1d(x, weight, bias=None, stride=1, dilation=1):
@@ -126,70 +187,109 @@ def conv1d(x, weight, bias=None, stride=1, dilation=1):
     return padded_conv1d(x, weight, bias, stride, dilation)
 
 
-# --------------------------------------------------------------------------- transposed conv as a gather
-@njit(parallel=True, cache=True)
-def _taps(x, w, tile, contrib):
-    """contrib[b, o * K + k, t] = sum_i w[o * K + k, i] * x[b, i, t], by time tiles."""
-    b_size, c_in, t_in = x.shape
-    n_tiles = (t_in + tile - 1) // tile
-    for job in prange(b_size * n_tiles):
-        b, j = job // n_tiles, job % n_tiles
-        t0 = j * tile
-        t1 = min(t_in, t0 + tile)
-        contrib[b, :, t0:t1] = np.dot(w, np.ascontiguousarray(x[b, :, t0:t1]))
+def _transposed_weight(weight, stride: int):
+    """``[C_in, C_out, K]`` → ``[stride * C_out, C_in * J]``, ``J = ceil(K / stride)``.
 
-
-@njit(parallel=True, cache=True)
-def _overlap_add(contrib, bias, c_out, kernel_size, stride, out_len):
-    """y[b, o, p] = bias[o] + sum over k, t with t*stride + k = p of contrib[b, o*K + k, t]."""
-    b_size, _, t_in = contrib.shape
-    y = np.empty((b_size, c_out, out_len), dtype=contrib.dtype)
-    for row in prange(b_size * c_out):
-        b, o = row // c_out, row % c_out
-        for p in range(out_len):
-            acc = bias[o]
-            k = p % stride
-            t = p // stride
-            while k < kernel_size and t >= 0:
-                if t < t_in:
-                    acc += contrib[b, o * kernel_size + k, t]
-                k += stride
-                t -= 1
-            y[b, o, p] = acc
-    return y
+    Row ``r * C_out + o`` (output phase ``r``), column ``c * J + i``: the weight
+    of input frame ``q - (J - 1 - i)`` on output ``q * stride + r``, i.e.
+    ``w[c, o, r + (J - 1 - i) * stride]`` (zero past the kernel).
+    """
+    c_in, c_out, k = weight.shape
+    taps = -(-k // stride)
+    padded = np.zeros((c_in, c_out, taps * stride), weight.dtype)
+    padded[..., :k] = weight
+    # [C_in, C_out, J, stride] (tap j = J - 1 - i) → [stride, C_out, C_in, J]
+    per_phase = padded.reshape(c_in, c_out, taps, stride)[:, :, ::-1, :].transpose(3, 1, 0, 2)
+    return np.ascontiguousarray(per_phase).reshape(stride * c_out, c_in * taps)
 
 
 def conv_transpose1d(x, weight, bias=None, stride=1):
-    """Transposed conv: tiled GEMM for all taps, then a parallel gather (each row owned by one job).
+    """Transposed conv as ``stride`` unit-stride convs, one per output phase, interleaved.
 
-    x : [B, C_in, T]; weight : [C_in, C_out, K] → [B, C_out, (T - 1) * stride + K]
+    x : [B, C_in, T]; weight : [C_in, C_out, K] → [B, C_out, (T - 1) * stride + K].
+    Output ``q * stride + r`` sums its frames ``q, q - 1, ...`` in one fixed
+    order, so a stream that keeps the last ``J - 1`` input frames
+    (``J = ceil(K / stride)``) computes every sample exactly as one pass does.
     """
     c_in, c_out, k = weight.shape
     b, _, t = x.shape
-    dtype = x.dtype
-    # [C_out * K, C_in] as a Fortran-ordered view of the official layout: BLAS reads it
-    # transposed, so streaming (a call per chunk) does not re-lay the weight out each time.
-    w = np.ascontiguousarray(weight, dtype=dtype).reshape(c_in, c_out * k).T
-    contrib = np.empty((b, c_out * k, t), dtype=dtype)
-    _taps(np.ascontiguousarray(x), w, _tile(c_in), contrib)
-    bias = np.zeros(c_out, dtype) if bias is None else np.ascontiguousarray(bias, dtype=dtype)
-    return _overlap_add(contrib, bias, c_out, k, stride, (t - 1) * stride + k)
+    taps = -(-k // stride)
+    n_q = t + taps - 1  # output frames per phase
+    src = np.zeros((b, c_in, _source_length(n_q, taps - 1)), x.dtype)
+    src[:, :, taps - 1:taps - 1 + t] = x  # J - 1 zero frames before the signal
+    rows = np.repeat(np.arange(c_in, dtype=np.int64), taps)
+    shifts = np.tile(np.arange(taps, dtype=np.int64), c_in)
+    phase_bias = None if bias is None else np.tile(bias, stride)
+    y = _run(src, _transposed_weight(weight, stride), phase_bias, rows, shifts, n_q)
+    y = y.reshape(b, stride, c_out, n_q).transpose(0, 2, 3, 1).reshape(b, c_out, n_q * stride)
+    return y[..., :(t - 1) * stride + k]
 
 
 # --------------------------------------------------------------------------- pointwise
+@intrinsic
+def _float32_from_bits(typingctx, bits):
+    """The float32 whose IEEE-754 bits are the low 32 of the integer ``bits`` (a vectorisable bit cast)."""
+    if not isinstance(bits, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        word = args[0] if bits.bitwidth == 32 else builder.trunc(args[0], ir.IntType(32))
+        return builder.bitcast(word, context.get_value_type(types.float32))
+
+    return types.float32(bits), codegen
+
+
+def _exp_nonpositive(v):
+    """``exp(v)`` for ``v <= 0``: the polynomial below for float32, libm's for float64 (the oracle's type)."""
+    return math.exp(v)
+
+
+@overload(_exp_nonpositive, inline="always")
+def _exp_nonpositive_impl(v):
+    if v == types.float32:
+        return lambda v: _exp_nonpositive_f32(v)
+    return lambda v: math.exp(v)
+
+
+@njit(cache=True, inline="always")
+def _exp_nonpositive_f32(v):
+    """``exp(v)`` for float32 ``v <= 0`` in arithmetic LLVM vectorises (libm's ``exp`` is one call a sample).
+
+    Cephes ``expf``: ``v = n ln2 + r`` with ``|r| <= ln2 / 2`` (ln2 in two parts,
+    so ``r`` is exact), a degree-7 polynomial for ``exp(r)``, and ``2^n`` built
+    from its exponent bits. Within 2 ulp of ``exp`` on ``[-87, 0]``; below -87
+    it gives ``exp(-87)``, which ELU cannot tell from 0 (``alpha * (e - 1)``
+    rounds to ``-alpha`` either way).
+    """
+    x = max(v, np.float32(-87.0))
+    n = math.floor(x * np.float32(1.44269504088896341) + np.float32(0.5))
+    r = x - n * np.float32(0.693359375) - n * np.float32(-2.12194440e-4)
+    p = np.float32(1.9875691500e-4)
+    p = p * r + np.float32(1.3981999507e-3)
+    p = p * r + np.float32(8.3334519073e-3)
+    p = p * r + np.float32(4.1665795894e-2)
+    p = p * r + np.float32(1.6666665459e-1)
+    p = p * r + np.float32(5.0000001201e-1)
+    p = p * r * r + r + np.float32(1.0)
+    return p * _float32_from_bits((int(n) + 127) << 23)
+
+
 @njit(parallel=True, cache=True)
 def _elu(x, alpha, out):
     """Branch-free ``max(v, 0) + alpha * (exp(min(v, 0)) - 1)``: LLVM vectorizes it.
 
     ``exp(v) - 1`` instead of ``expm1`` costs at most ~1 ulp of 1 in absolute
-    terms near 0 and runs 2.5x faster here.
+    terms near 0 and runs 2.5x faster here. Float32 takes the polynomial
+    ``exp`` (vectorised); float64, the oracle's type, libm's.
     """
     flat_in, flat_out = x.reshape(-1), out.reshape(-1)
     zero = x.dtype.type(0)
     one = x.dtype.type(1)
     for i in prange(flat_in.size):
         v = flat_in[i]
-        flat_out[i] = max(v, zero) + alpha * (math.exp(min(v, zero)) - one)
+        neg = min(v, zero)
+        y = max(v, zero) + alpha * (_exp_nonpositive(neg) - one)
+        flat_out[i] = v if v != v else y  # NaN stays NaN (the polynomial would not promise it)
 
 
 def elu(x, alpha=1.0):
@@ -248,48 +348,53 @@ def _sigmoid(v):
 
 
 @njit(cache=True, fastmath={"reassoc", "contract"})
-def _dot(a, b):
-    """Dot product of two 1-d arrays; reassociation lets LLVM vectorize it (no NaN checks here)."""
-    acc = a.dtype.type(0)
-    for k in range(a.size):
-        acc += a[k] * b[k]
-    return acc
+def _gate_dots(w, j, hidden, h):
+    """The four gate rows ``j, H + j, 2H + j, 3H + j`` of ``w [4H, H]`` dotted with ``h [H]``, in one pass.
+
+    Reassociation lets LLVM vectorize the sums; their order then depends on
+    ``H`` alone, the same at every step and for every item (no NaN checks here).
+    """
+    zero = h.dtype.type(0)
+    s0 = s1 = s2 = s3 = zero
+    for k in range(hidden):
+        v = h[k]
+        s0 += w[j, k] * v
+        s1 += w[hidden + j, k] * v
+        s2 += w[2 * hidden + j, k] * v
+        s3 += w[3 * hidden + j, k] * v
+    return s0, s1, s2, s3
 
 
 @njit(parallel=True, cache=True)
-def _lstm_layer(gates_x, w_hh, h, c, out):
-    """Recurrence of one layer; each parallel job owns a range of hidden units.
+def _lstm_recurrence(gates, w_hh, h, c, out):
+    """Recurrence of one layer, one item per parallel job: a single parallel region, not one per step.
 
-    gates_x : [T, B, 4H] input projection plus both biases; w_hh : [4H, H];
-    h, c : [B, H] initial state, updated in place; out : [T, B, H].
-    The new h goes to a second buffer, so no job reads a value another job is
-    writing. No BLAS inside: concurrent BLAS calls from the workers stall on
-    OpenBLAS's buffer lock, and these products are too small to need it.
+    gates : [B, T, 4H] input projection plus both biases; w_hh : [4H, H];
+    h, c : [B, H] initial state, updated in place; out : [B, T, H].
     """
-    steps, b_size, four_h = gates_x.shape
+    n_items, steps, four_h = gates.shape
     hidden = four_h // 4
-    h_cur = h.copy()
-    h_next = np.empty_like(h)
-    for t in range(steps):
-        for j in prange(hidden):
-            for b in range(b_size):
-                hb = h_cur[b]
-                i_g = _sigmoid(gates_x[t, b, j] + _dot(w_hh[j], hb))
-                f_g = _sigmoid(gates_x[t, b, hidden + j] + _dot(w_hh[hidden + j], hb))
-                g_g = math.tanh(gates_x[t, b, 2 * hidden + j] + _dot(w_hh[2 * hidden + j], hb))
-                o_g = _sigmoid(gates_x[t, b, 3 * hidden + j] + _dot(w_hh[3 * hidden + j], hb))
+    for b in prange(n_items):
+        h_cur = h[b].copy()
+        for t in range(steps):
+            g = gates[b, t]
+            for j in range(hidden):
+                s_i, s_f, s_g, s_o = _gate_dots(w_hh, j, hidden, h_cur)
+                i_g = _sigmoid(g[j] + s_i)
+                f_g = _sigmoid(g[hidden + j] + s_f)
+                g_g = math.tanh(g[2 * hidden + j] + s_g)
+                o_g = _sigmoid(g[3 * hidden + j] + s_o)
                 c[b, j] = f_g * c[b, j] + i_g * g_g
-                h_next[b, j] = o_g * math.tanh(c[b, j])
-                out[t, b, j] = h_next[b, j]
-        h_cur, h_next = h_next, h_cur
-    h[:] = h_cur
+                out[b, t, j] = o_g * math.tanh(c[b, j])
+            h_cur[:] = out[b, t]
+        h[b] = h_cur
 
 
 def lstm(x, layers, state=None):
     """Multi-layer LSTM (see :func:`encodec_np.ops.lstm`): x [B, C, T] → ([B, H, T], state)."""
     dtype = x.dtype
-    seq = np.ascontiguousarray(x.transpose(2, 0, 1))  # [T, B, C]
-    steps, batch = seq.shape[:2]
+    seq = x
+    batch, _, steps = x.shape
     new_state = []
     for li, (w_ih, w_hh, b_ih, b_hh) in enumerate(layers):
         hidden = w_hh.shape[1]
@@ -298,23 +403,36 @@ def lstm(x, layers, state=None):
             c = np.zeros_like(h)
         else:
             h, c = (np.array(s, dtype=dtype) for s in state[li])
-        # One BLAS product for every step (the transposed view costs no copy).
-        gates_x = seq.reshape(steps * batch, -1) @ w_ih.astype(dtype, copy=False).T + (b_ih + b_hh).astype(dtype)
-        out = np.empty((steps, batch, hidden), dtype=dtype)
-        _lstm_layer(gates_x.reshape(steps, batch, 4 * hidden), np.ascontiguousarray(w_hh, dtype=dtype), h, c, out)
+        # The input projection of every step: a 1-tap conv, [B, 4H, T].
+        channels = seq.shape[1]
+        src = np.zeros((batch, channels, _source_length(steps, 0)), dtype)
+        src[..., :steps] = seq
+        gates = _run(src, w_ih, (b_ih + b_hh).astype(dtype), np.arange(channels, dtype=np.int64),
+                     np.zeros(channels, np.int64), steps)
+        out = np.empty((batch, steps, hidden), dtype=dtype)
+        _lstm_recurrence(np.ascontiguousarray(gates.transpose(0, 2, 1)), np.ascontiguousarray(w_hh, dtype=dtype),
+                         h, c, out)
         new_state.append((h, c))
-        seq = out
-    return seq.transpose(1, 2, 0), new_state
+        seq = out.transpose(0, 2, 1)
+    return np.ascontiguousarray(seq), new_state
 
 
 # --------------------------------------------------------------------------- RVQ
+@njit(cache=True)
+def _squared_norms(rows):
+    """``sum_d rows[n, d] ** 2`` per row, summed in ``d`` order."""
+    out = np.empty(rows.shape[0], rows.dtype)
+    for n in range(rows.shape[0]):
+        acc = rows.dtype.type(0)
+        for d in range(rows.shape[1]):
+            acc += rows[n, d] * rows[n, d]
+        out[n] = acc
+    return out
+
+
 @njit(parallel=True, cache=True)
 def _assign(residual, products, x_sq, e_sq, codebook, codes):
-    """Per row: first index minimising ``(|x|^2 - 2 x.e) + |e|^2``, then subtract that code.
-
-    The same float operations, in the same order, as the official score, so a
-    tie goes to the same (first) index.
-    """
+    """Per row: first index minimising ``(|x|^2 - 2 x.e) + |e|^2`` (the official score), then subtract that code."""
     n, bins = products.shape
     for row in prange(n):
         best = 0
@@ -330,13 +448,22 @@ def _assign(residual, products, x_sq, e_sq, codebook, codes):
 
 
 def rvq_encode(x, codebooks):
-    """Residual VQ (see :func:`encodec_np.ops.rvq_encode`): x [N, D] → codes [Q, N] int64."""
+    """Residual VQ (see :func:`encodec_np.ops.rvq_encode`): x [N, D] → codes [Q, N] int64.
+
+    The products ``x . e`` are a 1-tap conv with the frames as output channels
+    and the codes as time: each sums over ``D`` in order, whatever ``N``.
+    """
     residual = np.array(x, copy=True, order="C")
-    codes = np.empty((codebooks.shape[0], x.shape[0]), dtype=np.int64)
+    n, dim = residual.shape
+    bins = codebooks.shape[1]
+    codes = np.empty((codebooks.shape[0], n), dtype=np.int64)
+    rows, shifts = np.arange(dim, dtype=np.int64), np.zeros(dim, np.int64)
+    src = np.zeros((1, dim, _source_length(bins, 0)), residual.dtype)
     for q in range(codebooks.shape[0]):
-        book = np.ascontiguousarray(codebooks[q])
-        products = np.ascontiguousarray(residual @ book.T)
-        _assign(residual, products, (residual ** 2).sum(1), (book ** 2).sum(1), book, codes[q])
+        book = np.ascontiguousarray(codebooks[q], dtype=residual.dtype)
+        src[0, :, :bins] = book.T
+        products = _run(src, residual, None, rows, shifts, bins)[0]
+        _assign(residual, products, _squared_norms(residual), _squared_norms(book), book, codes[q])
     return codes
 
 
@@ -350,8 +477,8 @@ def nearest_code(x, codebook):
 def threads(count: int | None = None):
     """Run with ``count`` Numba threads (default: all) and single-threaded BLAS.
 
-    The kernels call BLAS from inside their parallel loops; a second, spinning
-    BLAS thread pool would fight Numba's for the same cores.
+    No kernel here calls BLAS; the cap keeps NumPy's own products (outside the
+    kernels) from spinning a second thread pool against Numba's.
     """
     previous = numba.get_num_threads()
     numba.set_num_threads(min(count or numba.config.NUMBA_NUM_THREADS, numba.config.NUMBA_NUM_THREADS))

@@ -31,7 +31,6 @@ from numba import cuda, float64, int64
 from numba.core import config as _numba_config
 
 from encodec_np import ops as _ref
-from encodec_np.kernels import cpu as _cpu
 
 #: True when numba runs the CUDA simulator instead of a GPU.
 SIMULATED = bool(_numba_config.ENABLE_CUDASIM)
@@ -44,10 +43,30 @@ THREADS = 32 if SIMULATED else 256
 MAX_BLOCKS = 2 if SIMULATED else 1 << 15
 _MAX_THREADS = 1024  # size of the shared arrays of the reductions
 
-# The padding rule of the CPU kernels, compiled for the GPU from the same source:
-# padded position -> index into the signal, or -1 for a zero. (numba's cache=True
-# watches this file only: after changing that function, clear the kernel cache.)
-_source_index = cuda.jit(device=True)(_cpu._source_index.py_func)
+# Padding modes as small integers for the kernels.
+_MODES = {"constant": 0, "zero": 0, "reflect": 1, "replicate": 2}
+
+
+@cuda.jit(device=True)
+def _source_index(p, length, left, extended, mode):
+    """Index into the unpadded signal of padded position ``p``, or -1 for a zero (``ops.pad1d``'s rule).
+
+    ``extended`` is the length the official reflect padding reflects over: the
+    input zero-extended to ``max_pad + 1`` samples when it is too short. The
+    GPU reads its windows through this instead of a padded copy.
+    """
+    i = p - left
+    if 0 <= i < length:
+        return i
+    if mode == 0:
+        return -1
+    if mode == 2:
+        return 0 if i < 0 else length - 1
+    if i < 0:
+        i = -i
+    if i >= extended:
+        i = 2 * (extended - 1) - i
+    return i if i < length else -1
 
 
 @cuda.jit(device=True)
@@ -169,7 +188,7 @@ def _gather_time(x, left: int, n_out: int, mode: str):
     length = shape[-1]
     rows = x.size // length if length else 0
     out = cuda.device_array(shape[:-1] + (n_out,), x.dtype)
-    m = _cpu._MODES[mode]
+    m = _MODES[mode]
     if out.size:
         _launch(_pad, out.size, x.reshape(rows, length), left,
                 _extended(length, left, n_out - length - left, m), m, out.reshape(rows, n_out))
@@ -217,7 +236,7 @@ def _conv_on_device(x, w, bias, stride: int, dilation: int, left: int, right: in
     if padded < span:
         raise ValueError(f"input of length {padded} (padded) is shorter than the kernel span {span}")
     out = cuda.device_array((batch, w.shape[0], (padded - span) // stride + 1), x.dtype)
-    m = _cpu._MODES[mode]
+    m = _MODES[mode]
     _launch(_conv, out.size, x, w, bias, stride, dilation, left, _extended(length, left, right, m), m, out)
     return out
 

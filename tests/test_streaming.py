@@ -40,7 +40,11 @@ def test_streaming_encoder_equals_one_shot(length, cuts, bandwidth, batch, backe
     parts = [enc.push(x[..., a:b]) for a, b in chunked(length, cuts)] + [enc.flush()]
     got = np.concatenate(parts, axis=-1)
     assert all(p.shape[:2] == (batch, model.num_codebooks) for p in parts)
-    np.testing.assert_array_equal(got, expected)
+    if backend == "numba":  # fixed summation order: the same bits (tests/test_determinism.py)
+        np.testing.assert_array_equal(got, expected)
+    else:  # the reference's BLAS sums in a length-dependent order: a near-tie may flip one frame
+        assert got.shape == expected.shape
+        assert (got != expected).any(axis=1).sum() <= max(1, expected.shape[-1] // 50)
 
 
 @settings(max_examples=25)
@@ -55,7 +59,10 @@ def test_streaming_decoder_equals_one_shot(frames, cuts, backend, seed):
     parts = [dec.push(codes[..., a:b]) for a, b in chunked(frames, cuts)] + [dec.flush()]
     got = np.concatenate(parts, axis=-1)
     assert got.shape == expected.shape
-    np.testing.assert_allclose(got, expected, atol=1e-5 * max(1.0, np.abs(expected).max()), rtol=0)
+    if backend == "numba":  # fixed summation order: the same bits (tests/test_determinism.py)
+        np.testing.assert_array_equal(got, expected)
+    else:
+        np.testing.assert_allclose(got, expected, atol=1e-5 * max(1.0, np.abs(expected).max()), rtol=0)
 
 
 @pytest.mark.slow
