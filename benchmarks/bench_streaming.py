@@ -1,6 +1,6 @@
 """Streaming latency and throughput, and memory and speed on a long file (24 kHz, numba).
 
-    python benchmarks/bench_streaming.py [--minutes 10] [--backend numba]
+    python benchmarks/bench_streaming.py [--minutes 10] [--backend numba] [--threads 1]
 
 1. Per-chunk compute time of StreamingEncoder.push with 320-sample (one frame)
    and 480-sample (20 ms) chunks, and of StreamingDecoder.push one frame at a
@@ -106,8 +106,10 @@ def long_file(minutes: float, backend: str, model, folder: Path) -> dict:
     common = ["--model", str(ckpt), "--backend", backend, "-q", "-f"]
     encode = peak_rss_mb(cli + ["encode", str(wav), str(folder / "long.ecdc"), "-b", "6"] + common)
     decode = peak_rss_mb(cli + ["decode", str(folder / "long.ecdc"), str(folder / "out.wav")] + common)
+    roundtrip = peak_rss_mb(cli + ["roundtrip", str(wav), str(folder / "round.wav"), "-b", "6"] + common)
     array = peak_rss_mb(["-c", ARRAY, str(minutes), backend, str(ckpt)])
-    return {**speed, "cli_encode_peak_mb": encode, "cli_decode_peak_mb": decode, "array_peak_mb": array}
+    return {**speed, "cli_encode_peak_mb": encode, "cli_decode_peak_mb": decode, "cli_roundtrip_peak_mb": roundtrip,
+            "array_peak_mb": array}
 
 
 def percentiles(times, duration):
@@ -124,11 +126,13 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--minutes", type=float, default=10)
     p.add_argument("--backend", default="numba")
+    p.add_argument("--threads", type=int, default=1, help="threads of the in-process model (default 1)")
     args = p.parse_args()
     from bench_cpu import machine  # this folder is on sys.path when run as a script
     print("machine:", json.dumps(machine()), flush=True)
-    model = random_model(encodec_np.encodec_24khz(), 0, backend=args.backend)
+    model = random_model(encodec_np.encodec_24khz(), 0, backend=args.backend, threads=args.threads)
     model.set_target_bandwidth(6.0)
+    print(f"threads: {args.threads} (streaming and throughput); the long-file processes use all cores", flush=True)
     sr = model.sample_rate
     x = test_signal("noise", 1, 10 * sr, seed=1)[None]
     model.decode(model.encode(x[..., :sr]))  # JIT warm-up
@@ -174,7 +178,8 @@ def main():
     print(f"{args.minutes:g} min input through model.encode/decode: encode {long['encode_rtf']:.1f}x / decode "
           f"{long['decode_rtf']:.1f}x real time, {long['per_s_long'] / long['per_s_10s']:.2f}x the time per "
           f"second of a 10 s input", flush=True)
-    print(f"peak RSS: encodec-np encode {long['cli_encode_peak_mb']:.0f} MB, decode {long['cli_decode_peak_mb']:.0f} MB; "
+    print(f"peak RSS: encodec-np encode {long['cli_encode_peak_mb']:.0f} MB, decode {long['cli_decode_peak_mb']:.0f} MB, "
+          f"roundtrip {long['cli_roundtrip_peak_mb']:.0f} MB; "
           f"model.encode + decode of the array in memory {long['array_peak_mb']:.0f} MB", flush=True)
     print(json.dumps(results, indent=1))
 

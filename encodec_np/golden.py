@@ -72,7 +72,7 @@ def golden_vectors(model, x: np.ndarray, bandwidth: float | None = None) -> dict
 
     scale = None
     encoder_input = x
-    if model.normalize:  # as EncodecModel._encode_frame
+    if model.normalize:  # as EncodecModel.encode_segment
         mono = x.mean(axis=1, keepdims=True)
         scale = dtype.type(1e-8) + np.sqrt((mono ** 2).mean(axis=2, keepdims=True))
         encoder_input = x / scale

@@ -36,7 +36,7 @@ def read_for_model(path, model) -> np.ndarray:
 
 def streams_file(model, sample_rate: int, samples: int) -> bool:
     """Whether a file of ``samples`` at ``sample_rate`` goes through the streaming path."""
-    return sample_rate == model.sample_rate and model._chunked(samples)
+    return sample_rate == model.sample_rate and model.chunks_input(samples)
 
 
 def encode_file(model, path, progress=None) -> Tuple[List[Frame], int]:
@@ -84,7 +84,7 @@ def decode_to_file(model, frames: List[Frame], audio_length: int, path, *, subty
     from . import ecdc
 
     codes = model.check_frames(frames)[0][0]
-    if rescale or codes.shape[0] != 1 or not model._chunked(codes.shape[-1] * model.config.seanet.hop_length):
+    if rescale or codes.shape[0] != 1 or not model.chunks_input(codes.shape[-1] * model.config.seanet.hop_length):
         wav = ecdc.decode_frames(model, frames, audio_length, progress)
         write_audio(path, wav, model.sample_rate, rescale=rescale, subtype=subtype)
         return wav.shape[-1]

@@ -137,7 +137,8 @@ class EncodecModel:
         #: Models with segments (48 kHz): this many full segments go through the network as one batch.
         self.segment_batch = 8
 
-    def _threads(self):
+    def thread_scope(self):
+        """Context manager: this model's thread settings (:attr:`threads`) for the calls inside it."""
         from encodec_np.kernels import thread_scope
         return thread_scope(self.ops, self.threads)
 
@@ -270,11 +271,11 @@ class EncodecModel:
         """
         x = self.check_audio(x)
         length = x.shape[-1]
-        if self._chunked(length):
+        if self.chunks_input(length):
             return [(self._encode_in_chunks(x, progress), None)]
         segments = [x[:, :, offset:offset + (self.segment_length or length)]
                     for offset in range(0, length, self.segment_stride or length)]
-        return self._per_segment(self._encode_frame, segments, lambda parts: np.concatenate(parts, axis=0),
+        return self._per_segment(self.encode_segment, segments, lambda parts: np.concatenate(parts, axis=0),
                                  _split_frame, progress)
 
     def _per_segment(self, run, items: list, stack, split, progress) -> list:
@@ -289,7 +290,7 @@ class EncodecModel:
         if progress is not None and self.segment_length is None:
             progress(0, 1)
         out: list = []
-        with self._threads():
+        with self.thread_scope():
             start = 0
             while start < len(items):
                 end = start + 1
@@ -308,8 +309,12 @@ class EncodecModel:
         return (self.config.seanet.causal and self.segment_length is None and not self.normalize
                 and not self.ops.ON_DEVICE)
 
-    def _chunked(self, samples: int) -> bool:
-        """Whether ``samples`` of input go through the chunked (streaming) path."""
+    def chunks_input(self, samples: int) -> bool:
+        """Whether an input of ``samples`` per channel goes through the chunked (streaming) path.
+
+        The one place that decides it: :meth:`encode`, :meth:`decode` and the
+        file helpers ask here.
+        """
         return self._streams() and samples > self.long_input_seconds * self.sample_rate
 
     def _encode_in_chunks(self, x: np.ndarray, progress=None) -> np.ndarray:
@@ -349,7 +354,13 @@ class EncodecModel:
             raise EncodecError(f"internal error: streaming gave {filled} outputs, expected {total_out}")
         return out
 
-    def _encode_frame(self, x: np.ndarray) -> EncodedFrame:
+    def encode_segment(self, x: np.ndarray) -> EncodedFrame:
+        """One pass of the network over ``x [B, C, T]`` (a whole input, or one segment of it).
+
+        Returns ``(codes [B, K, F] int64, scale [B, 1] or None)``; the scale is
+        the segment's RMS when the model normalizes. No validation or chunking:
+        :meth:`encode` is the public entry; streams call this per segment.
+        """
         scale = None
         if self.normalize:
             mono = x.mean(axis=1, keepdims=True)
@@ -377,12 +388,16 @@ class EncodecModel:
         frames = self.check_frames(encoded_frames)
         if self.segment_length is None and len(frames) != 1:
             raise EncodecError(f"this model has no segments: expected 1 frame, got {len(frames)}")
-        if self._chunked(frames[0][0].shape[-1] * self.config.seanet.hop_length):
+        if self.chunks_input(frames[0][0].shape[-1] * self.config.seanet.hop_length):
             return self._decode_in_chunks(frames[0][0], progress)
-        outs = self._per_segment(self._decode_frame, frames, _stack_frames, _split_audio, progress)
+        outs = self._per_segment(self.decode_segment, frames, _stack_frames, _split_audio, progress)
         return outs[0] if self.segment_length is None else linear_overlap_add(outs, self.segment_stride)
 
-    def _decode_frame(self, frame: EncodedFrame) -> np.ndarray:
+    def decode_segment(self, frame: EncodedFrame) -> np.ndarray:
+        """One pass of the decoder over a frame ``(codes [B, K, F], scale [B, 1] or None)`` → audio ``[B, C, T]``.
+
+        No validation, overlap-add or chunking: :meth:`decode` is the public entry.
+        """
         codes, scale = frame
         out = self.ops.to_host(self.decode_embeddings(self.dequantize(codes)))
         if scale is not None:

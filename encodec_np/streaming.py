@@ -325,7 +325,7 @@ class StreamingEncoder(_Stream):
         frames = []
         while self.next_offset < self.received and (final or self.next_offset + seg <= self.received):
             start = self.next_offset - (self.received - self.pending.shape[-1])
-            frames.append(self.model._encode_frame(self.pending[..., start:start + seg]))
+            frames.append(self.model.encode_segment(self.pending[..., start:start + seg]))
             self.next_offset += stride
         drop = self.next_offset - (self.received - self.pending.shape[-1])
         if drop > 0:
@@ -343,7 +343,7 @@ class StreamingEncoder(_Stream):
             raise EncodecError(f"batch size changed mid-stream ({self.batch} → {chunk.shape[0]})")
         chunk = self.model.check_audio(chunk)
         self.batch = chunk.shape[0]
-        with self.model._threads():
+        with self.model.thread_scope():
             if self.segmented:
                 self.pending = chunk if self.pending is None else np.concatenate([self.pending, chunk], axis=-1)
                 self.received += chunk.shape[-1]
@@ -356,7 +356,7 @@ class StreamingEncoder(_Stream):
         self.closed = True
         if self.batch is None:
             raise EncodecError("nothing was pushed: a stream needs at least one sample")
-        with self.model._threads():
+        with self.model.thread_scope():
             if self.segmented:
                 return self._segments(final=True)
             return self._codes(self.net.flush())
@@ -394,7 +394,7 @@ class StreamingDecoder(_Stream):
         if self.shape is not None and codes.shape[:2] != self.shape:
             raise EncodecError(f"codes shape changed mid-stream ({self.shape} → {codes.shape[:2]})")
         self.shape = codes.shape[:2]
-        with self.model._threads():
+        with self.model.thread_scope():
             out = self.net.push(self.model.dequantize(codes))
         return out if out is not None else self._empty(codes.shape[0])
 
@@ -408,9 +408,9 @@ class StreamingDecoder(_Stream):
             raise EncodecError(f"codes shape changed mid-stream ({self.shape} → {frames[0][0].shape[:2]})")
         self.shape = frames[0][0].shape[:2]
         stride = self.model.segment_stride
-        with self.model._threads():
+        with self.model.thread_scope():
             for frame in frames:
-                out = self.model._decode_frame(frame)
+                out = self.model.decode_segment(frame)
                 n = out.shape[-1]
                 if self.ramp is None:  # the weights come from the first segment, as official
                     self.ramp = overlap_weights(n, out.dtype)
@@ -441,6 +441,6 @@ class StreamingDecoder(_Stream):
         self.closed = True
         if self.segmented:
             return self._release(self.acc.shape[-1]) if self.acc is not None else self._empty()
-        with self.model._threads():
+        with self.model.thread_scope():
             out = self.net.flush()
         return out if out is not None else self._empty()

@@ -1,24 +1,29 @@
 """Numba CPU kernels: the ``numba`` backend.
 
 Same signatures as :mod:`encodec_np.ops`. Every product that decides codes or
-audio runs in one kernel of ours, :func:`_make_correlate`'s, never in BLAS: BLAS picks
-its blocking (and so each sum's order) from the problem size, so the same
-sample would round differently when the audio is cut differently. Here each
-output element accumulates its ``channel x tap`` products in one fixed order,
+audio runs in a kernel of ours, never in BLAS: BLAS picks its blocking (and so
+each sum's order) from the problem size, so the same sample would round
+differently when the audio is cut differently. Here each output element
+accumulates its ``channel x tap`` products in one fixed order,
 ``bias + w[0] x[0] + w[1] x[1] + ...`` (fused multiply-adds), whatever the
 length, the batch, the chunking or the thread count: results are bit-identical
-for any of them (``tests/test_determinism.py``).
+for any of them (``tests/test_determinism.py``). The tiled kernels
+(:func:`_make_correlate`) vectorise along time; :func:`_correlate_channels`,
+for calls with few outputs (a stream's push), across output channels, with
+the same sums.
 
-How the ops map onto it: a strided conv becomes a unit-stride one over the
+How the ops map onto them: a strided conv becomes a unit-stride one over the
 input split into its ``stride`` phases (polyphase); a transposed conv becomes
 ``stride`` unit-stride convs, one per output phase, interleaved; the LSTM's
-input projection and the RVQ distance products are 1-tap convs. The LSTM
-recurrence runs one item per parallel job (no parallel region per time step),
-and the codebook arg-min is fused with the residual update.
+input projection and the RVQ distance products are 1-tap convs. Weights are
+laid out for the kernels once per weight array (memoised). The LSTM
+recurrence runs one group of items per parallel job (no parallel region per
+time step), and the codebook arg-min is fused with the residual update.
 """
 from __future__ import annotations
 
 import math
+import weakref
 from contextlib import contextmanager
 from functools import lru_cache
 
@@ -31,10 +36,10 @@ from numba.extending import intrinsic, overload
 from encodec_np import ops as _ref
 from encodec_np.kernels import blas_limits
 
-#: Output samples per kernel tile: 256 for long outputs, 32 for short ones (a
-#: stream's push yields a few frames). Literal trip counts, so every output
-#: sample goes through the same vector code with no scalar remainder loop;
-#: both tiles give the same bits (each sample's sum does not see the tile).
+#: Output samples per kernel tile: 256 for long outputs, 32 for short ones (fewer
+#: than ``FEW_OUTPUTS`` go to :func:`_correlate_channels`). Literal trip counts,
+#: so every output sample goes through the same vector code with no scalar
+#: remainder loop; all give the same bits (each sample's sum does not see the tile).
 TILES = (256, 32)
 #: Output channels per parallel job (more jobs when the time axis is short).
 CHANNEL_GROUP = 64
@@ -117,19 +122,105 @@ def _make_correlate(tile: int):
 
 _CORRELATE = {tile: _make_correlate(tile) for tile in TILES}
 
+#: Below this many outputs per row the products run across output channels instead.
+FEW_OUTPUTS = 64
+#: Output channels per parallel job of :func:`_correlate_channels` (its accumulators stay in L1).
+CHANNEL_SPAN = 128
+
+
+@njit(parallel=True, cache=True, fastmath={"contract"})
+def _correlate_channels(src, weight_t, bias, rows, shifts, n_out, out):
+    """The tiled kernel's sums, vectorised across output channels: for a few outputs (a stream's push).
+
+    ``weight_t`` is the weight transposed, ``[G, O]``; every output takes the same
+    products in the same order and grouping as in the tiled kernel
+    (``acc + w[g] x[g] + ... + w[g + 3] x[g + 3]`` per 4 taps), so both give the
+    same bits. Jobs own (item, channel span) pairs and read each weight row
+    once for all their outputs: with one output per row, the weights are
+    what costs.
+    """
+    n_items = src.shape[0]
+    n_taps, n_ch = weight_t.shape
+    n_spans = (n_ch + CHANNEL_SPAN - 1) // CHANNEL_SPAN
+    grouped = n_taps - n_taps % 4
+    for job in prange(n_items * n_spans):
+        b = job // n_spans
+        lo = (job % n_spans) * CHANNEL_SPAN
+        hi = min(n_ch, lo + CHANNEL_SPAN)
+        acc = np.empty((n_out, hi - lo), src.dtype)
+        for t in range(n_out):
+            acc[t] = bias[lo:hi]
+        for g in range(0, grouped, 4):
+            w0, w1 = weight_t[g, lo:hi], weight_t[g + 1, lo:hi]
+            w2, w3 = weight_t[g + 2, lo:hi], weight_t[g + 3, lo:hi]
+            for t in range(n_out):
+                va, vb = src[b, rows[g], t + shifts[g]], src[b, rows[g + 1], t + shifts[g + 1]]
+                vc, vd = src[b, rows[g + 2], t + shifts[g + 2]], src[b, rows[g + 3], t + shifts[g + 3]]
+                row = acc[t]
+                for o in range(hi - lo):
+                    row[o] = row[o] + w0[o] * va + w1[o] * vb + w2[o] * vc + w3[o] * vd
+        for g in range(grouped, n_taps):
+            w0 = weight_t[g, lo:hi]
+            for t in range(n_out):
+                va = src[b, rows[g], t + shifts[g]]
+                row = acc[t]
+                for o in range(hi - lo):
+                    row[o] = row[o] + w0[o] * va
+        for t in range(n_out):
+            out[b, lo:hi, t] = acc[t]
+
 
 def _tile(n_out: int) -> int:
-    """The long tile once it wastes little, else the short one."""
-    return TILES[0] if n_out >= 2 * TILES[0] else TILES[1]
+    """The longest tile that wastes little: at least two tiles' worth of outputs, else the shortest."""
+    return next((tile for tile in TILES if n_out >= 2 * tile), TILES[-1])
 
 
-def _run(src, weight, bias, rows, shifts, n_out):
-    """The correlate kernel into a new ``[B, O, n_out]`` array (zero bias when None)."""
+#: Weights in kernel layout by ``(id(weight), layout)``, each with a weak reference
+#: to its source: a stream calls each op once per push, and re-laying out the
+#: decoder's weights every time cost more than the products. A model's weights
+#: are treated as immutable (the model never writes to them).
+_LAID_OUT: dict = {}
+
+
+def _laid_out(weight, layout, make):
+    """``make(weight)``, memoised per weight array while it lives.
+
+    An array result that shares the weight's memory is not kept (it would keep
+    the weight alive); other results must not hold references to it.
+    """
+    key = (id(weight), layout)
+    hit = _LAID_OUT.get(key)
+    if hit is not None and hit[0]() is weight:
+        return hit[1]
+    value = make(weight)
+    if not (isinstance(value, np.ndarray) and np.may_share_memory(value, weight)):
+        try:
+            _LAID_OUT[key] = (weakref.ref(weight, lambda _, key=key: _LAID_OUT.pop(key, None)), value)
+        except TypeError:  # an array type without weak references: no memo
+            pass
+    return value
+
+
+def _run(src, weight, bias, rows, shifts, n_out, pack=None, layout=None):
+    """One of the product kernels into a new ``[B, O, n_out]`` array (zero bias when None).
+
+    ``pack(weight)`` gives the ``[O, G]`` matrix (default: ``weight`` itself);
+    ``layout`` names that packing for the memo of model weights (None: a
+    temporary, never memoised).
+    """
     dtype = src.dtype
-    weight = np.ascontiguousarray(weight, dtype=dtype)
-    bias = np.zeros(weight.shape[0], dtype) if bias is None else np.ascontiguousarray(bias, dtype=dtype)
-    out = np.empty((src.shape[0], weight.shape[0], n_out), dtype)
-    _CORRELATE[_tile(n_out)](src, weight, bias, rows, shifts, n_out, out)
+    pack = pack or (lambda w: w)
+    few = n_out < FEW_OUTPUTS
+
+    def make(w):
+        return np.ascontiguousarray(pack(w).T if few else pack(w), dtype=dtype)
+
+    matrix = make(weight) if layout is None else _laid_out(weight, (layout, few, dtype.str), make)
+    n_ch = matrix.shape[1] if few else matrix.shape[0]
+    bias = np.zeros(n_ch, dtype) if bias is None else np.ascontiguousarray(bias, dtype=dtype)
+    out = np.empty((src.shape[0], n_ch, n_out), dtype)
+    kernel = _correlate_channels if few else _CORRELATE[_tile(n_out)]
+    kernel(src, matrix, bias, rows, shifts, n_out, out)
     return out
 
 
@@ -179,7 +270,7 @@ def padded_conv1d(x, weight, bias=None, stride=1, dilation=1, padding=(0, 0), pa
     n_out = (length - span) // stride + 1
     rows, shifts = _conv_taps(c_in, k, stride, dilation)
     src = _phases(x, stride, max(-(-length // stride), _source_length(n_out, int(shifts[-1]))))
-    return _run(src, weight.reshape(c_out, c_in * k), bias, rows, shifts, n_out)
+    return _run(src, weight, bias, rows, shifts, n_out, lambda w: w.reshape(c_out, c_in * k), "conv")
 
 
 def conv1d(x, weight, bias=None, stride=1, dilation=1):
@@ -220,7 +311,7 @@ def conv_transpose1d(x, weight, bias=None, stride=1):
     rows = np.repeat(np.arange(c_in, dtype=np.int64), taps)
     shifts = np.tile(np.arange(taps, dtype=np.int64), c_in)
     phase_bias = None if bias is None else np.tile(bias, stride)
-    y = _run(src, _transposed_weight(weight, stride), phase_bias, rows, shifts, n_q)
+    y = _run(src, weight, phase_bias, rows, shifts, n_q, lambda w: _transposed_weight(w, stride), ("phases", stride))
     y = y.reshape(b, stride, c_out, n_q).transpose(0, 2, 3, 1).reshape(b, c_out, n_q * stride)
     return y[..., :(t - 1) * stride + k]
 
@@ -301,6 +392,37 @@ def elu(x, alpha=1.0):
 
 
 # --------------------------------------------------------------------------- GroupNorm(1, C)
+@njit(cache=True, inline="always")
+def _sum64(row, center, square):
+    """``sum_t (row[t] - center)`` (squared if ``square``) in float64.
+
+    Eight interleaved partial sums, combined in one fixed order: eight
+    independent addition chains instead of one (the loop no longer waits on
+    each add's latency), and the order still depends on the length alone.
+    """
+    p0 = p1 = p2 = p3 = p4 = p5 = p6 = p7 = 0.0
+    full = row.size - row.size % 8
+    for t in range(0, full, 8):
+        d0, d1 = np.float64(row[t]) - center, np.float64(row[t + 1]) - center
+        d2, d3 = np.float64(row[t + 2]) - center, np.float64(row[t + 3]) - center
+        d4, d5 = np.float64(row[t + 4]) - center, np.float64(row[t + 5]) - center
+        d6, d7 = np.float64(row[t + 6]) - center, np.float64(row[t + 7]) - center
+        if square:
+            d0, d1, d2, d3, d4, d5, d6, d7 = d0 * d0, d1 * d1, d2 * d2, d3 * d3, d4 * d4, d5 * d5, d6 * d6, d7 * d7
+        p0 += d0
+        p1 += d1
+        p2 += d2
+        p3 += d3
+        p4 += d4
+        p5 += d5
+        p6 += d6
+        p7 += d7
+    for t in range(full, row.size):
+        d = np.float64(row[t]) - center
+        p0 += d * d if square else d
+    return ((p0 + p1) + (p2 + p3)) + ((p4 + p5) + (p6 + p7))
+
+
 @njit(parallel=True, cache=True)
 def _group_norm(x, weight, bias, eps, out):
     """Per item: mean and variance over (C, T) in float64 (two passes), then the affine map."""
@@ -308,21 +430,14 @@ def _group_norm(x, weight, bias, eps, out):
     sums = np.zeros((b_size, channels))
     for row in prange(b_size * channels):
         b, c = row // channels, row % channels
-        acc = 0.0
-        for t in range(length):
-            acc += x[b, c, t]
-        sums[b, c] = acc
+        sums[b, c] = _sum64(x[b, c], 0.0, False)
     n = channels * length
     means = np.empty(b_size)
     for b in range(b_size):
         means[b] = sums[b].sum() / n
     for row in prange(b_size * channels):
         b, c = row // channels, row % channels
-        acc = 0.0
-        for t in range(length):
-            d = x[b, c, t] - means[b]
-            acc += d * d
-        sums[b, c] = acc
+        sums[b, c] = _sum64(x[b, c], means[b], True)
     for row in prange(b_size * channels):
         b, c = row // channels, row % channels
         inv = 1.0 / math.sqrt(sums[b].sum() / n + eps)
@@ -366,28 +481,37 @@ def _gate_dots(w, j, hidden, h):
 
 
 @njit(parallel=True, cache=True)
-def _lstm_recurrence(gates, w_hh, h, c, out):
-    """Recurrence of one layer, one item per parallel job: a single parallel region, not one per step.
+def _lstm_recurrence(gates, w_hh, h, c, out, n_groups):
+    """Recurrence of one layer: one parallel region, not one per step.
 
     gates : [B, T, 4H] input projection plus both biases; w_hh : [4H, H];
     h, c : [B, H] initial state, updated in place; out : [B, T, H].
+    Items are split into ``n_groups`` contiguous groups, one per job; within a
+    group each unit's four weight rows are read once per step for all its
+    items (the rows stay in L1 while the items' states pass by). Every item
+    runs the same arithmetic whatever group it is in.
     """
     n_items, steps, four_h = gates.shape
     hidden = four_h // 4
-    for b in prange(n_items):
-        h_cur = h[b].copy()
+    for grp in prange(n_groups):
+        lo = grp * n_items // n_groups
+        hi = (grp + 1) * n_items // n_groups
+        h_cur = h[lo:hi].copy()
         for t in range(steps):
-            g = gates[b, t]
             for j in range(hidden):
-                s_i, s_f, s_g, s_o = _gate_dots(w_hh, j, hidden, h_cur)
-                i_g = _sigmoid(g[j] + s_i)
-                f_g = _sigmoid(g[hidden + j] + s_f)
-                g_g = math.tanh(g[2 * hidden + j] + s_g)
-                o_g = _sigmoid(g[3 * hidden + j] + s_o)
-                c[b, j] = f_g * c[b, j] + i_g * g_g
-                out[b, t, j] = o_g * math.tanh(c[b, j])
-            h_cur[:] = out[b, t]
-        h[b] = h_cur
+                for i in range(hi - lo):
+                    b = lo + i
+                    g = gates[b, t]
+                    s_i, s_f, s_g, s_o = _gate_dots(w_hh, j, hidden, h_cur[i])
+                    i_g = _sigmoid(g[j] + s_i)
+                    f_g = _sigmoid(g[hidden + j] + s_f)
+                    g_g = math.tanh(g[2 * hidden + j] + s_g)
+                    o_g = _sigmoid(g[3 * hidden + j] + s_o)
+                    c[b, j] = f_g * c[b, j] + i_g * g_g
+                    out[b, t, j] = o_g * math.tanh(c[b, j])
+            for i in range(hi - lo):
+                h_cur[i] = out[lo + i, t]
+        h[lo:hi] = h_cur
 
 
 def lstm(x, layers, state=None):
@@ -408,10 +532,10 @@ def lstm(x, layers, state=None):
         src = np.zeros((batch, channels, _source_length(steps, 0)), dtype)
         src[..., :steps] = seq
         gates = _run(src, w_ih, (b_ih + b_hh).astype(dtype), np.arange(channels, dtype=np.int64),
-                     np.zeros(channels, np.int64), steps)
+                     np.zeros(channels, np.int64), steps, layout="lstm")
         out = np.empty((batch, steps, hidden), dtype=dtype)
         _lstm_recurrence(np.ascontiguousarray(gates.transpose(0, 2, 1)), np.ascontiguousarray(w_hh, dtype=dtype),
-                         h, c, out)
+                         h, c, out, min(batch, numba.get_num_threads()))
         new_state.append((h, c))
         seq = out.transpose(0, 2, 1)
     return np.ascontiguousarray(seq), new_state
@@ -447,6 +571,29 @@ def _assign(residual, products, x_sq, e_sq, codebook, codes):
             residual[row, d] -= codebook[best, d]
 
 
+def _codebook_tables(codebooks, dtype):
+    """Per codebook: ``(book^T as a kernel source [1, D, L], |e|^2 [bins])``.
+
+    Memoised on the array that owns the codebooks' memory (a model passes a new
+    view, ``codebooks[:n_q]``, on every call; a stream, on every push).
+    """
+    owner = codebooks
+    while isinstance(owner.base, np.ndarray):
+        owner = owner.base
+    offset = codebooks.__array_interface__["data"][0] - owner.__array_interface__["data"][0]
+
+    def make(_):
+        bins, dim = codebooks.shape[1:]
+        tables = []
+        for book in codebooks:
+            src = np.zeros((1, dim, _source_length(bins, 0)), dtype)  # new arrays: the memo keeps no view
+            src[0, :, :bins] = book.T
+            tables.append((src, _squared_norms(np.ascontiguousarray(book, dtype=dtype))))
+        return tables
+
+    return _laid_out(owner, ("codebooks", offset, codebooks.shape, codebooks.strides, np.dtype(dtype).str), make)
+
+
 def rvq_encode(x, codebooks):
     """Residual VQ (see :func:`encodec_np.ops.rvq_encode`): x [N, D] → codes [Q, N] int64.
 
@@ -458,12 +605,10 @@ def rvq_encode(x, codebooks):
     bins = codebooks.shape[1]
     codes = np.empty((codebooks.shape[0], n), dtype=np.int64)
     rows, shifts = np.arange(dim, dtype=np.int64), np.zeros(dim, np.int64)
-    src = np.zeros((1, dim, _source_length(bins, 0)), residual.dtype)
-    for q in range(codebooks.shape[0]):
-        book = np.ascontiguousarray(codebooks[q], dtype=residual.dtype)
-        src[0, :, :bins] = book.T
+    for q, (src, e_sq) in enumerate(_codebook_tables(codebooks, residual.dtype)):
         products = _run(src, residual, None, rows, shifts, bins)[0]
-        _assign(residual, products, _squared_norms(residual), _squared_norms(book), book, codes[q])
+        book = np.ascontiguousarray(codebooks[q], dtype=residual.dtype)
+        _assign(residual, products, _squared_norms(residual), e_sq, book, codes[q])
     return codes
 
 

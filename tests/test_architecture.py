@@ -34,3 +34,20 @@ def test_cli_modules_use_no_private_names_of_the_library():
         for level, module, names in _imports(path):
             offenders += [f"{path.name}: {module}.{n}" for n in names if n.startswith("_") and n != "__version__"]
     assert not offenders, offenders
+
+
+#: Private names of the standard library that the package relies on (argparse's
+#: action list for the flag table, os._exit in crashed workers): not our own.
+STDLIB_PRIVATE = {"_actions", "_HelpAction", "_SubParsersAction", "_exit"}
+
+
+def test_no_module_reaches_into_another_objects_private_members():
+    """``x._name`` only on ``self``/``cls``: other modules go through public seams (e.g. ``model.encode_segment``)."""
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
+                    and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+                    and node.attr not in STDLIB_PRIVATE):
+                offenders.append(f"{path.relative_to(PACKAGE)}:{node.lineno}: {ast.unparse(node)}")
+    assert not offenders, offenders
