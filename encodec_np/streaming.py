@@ -265,21 +265,20 @@ def _streaming(layer, params, ops):
 
 
 class _Stream:
-    """Shared bookkeeping: the model, its bandwidth at construction, the closed flag."""
+    """Shared bookkeeping: the model, its bandwidth at construction, the closed flag.
 
-    def __init__(self, model, layers):
+    ``StreamingEncoder(model)`` / ``StreamingDecoder(model)`` build the class
+    that fits the model: a causal stream (no segments: layer by layer) or a
+    segment stream (48 kHz: whole segments, overlap-added).
+    """
+
+    def __init__(self, model):
         if getattr(model.ops, "ON_DEVICE", False):
             raise EncodecError(f"streaming runs on the CPU backends; this model uses {model.backend!r}: "
                                "load it with backend='numba' (or 'numpy') to stream")
         self.model = model
         self.bandwidth = model.bandwidth
         self.num_codebooks = model.num_codebooks
-        self.segmented = model.segment_length is not None
-        if not self.segmented:
-            if not model.config.seanet.causal or model.normalize:
-                raise EncodecError(f"{model.name} is not causal: without segments, streaming is exact only "
-                                   "for causal models such as encodec_24khz")
-            self.net = _Sequence([_streaming(layer, model.params, model.ops) for layer in layers])
         self.closed = False
 
     def chunks(self, x: np.ndarray, step: int):
@@ -295,29 +294,103 @@ class _Stream:
             raise EncodecError(f"the model's bandwidth changed mid-stream ({self.bandwidth} → "
                                f"{self.model.bandwidth}); a stream keeps the bandwidth it started with")
 
+    def _close(self):
+        self._check_open()
+        self.closed = True
+
+
+def _causal_net(model, layers) -> _Sequence:
+    """The streaming twins of ``layers``; only causal models without normalization stream exactly."""
+    if not model.config.seanet.causal or model.normalize:
+        raise EncodecError(f"{model.name} is not causal: without segments, streaming is exact only "
+                           "for causal models such as encodec_24khz")
+    return _Sequence([_streaming(layer, model.params, model.ops) for layer in layers])
+
 
 class StreamingEncoder(_Stream):
     """Push audio ``[B, C, n]`` (any n), get what is final.
 
-    Causal models (24 kHz): each push returns the final code frames ``[B, K, f]``
-    (f may be 0); their concatenation with :meth:`flush` equals
-    ``model.encode(whole)[0][0]``. Models with segments (48 kHz): each push
-    returns the list of ``(codes, scale)`` frames of the segments completed so
-    far; all of them with :meth:`flush` equal ``model.encode(whole)``. The
-    bandwidth is the model's at construction.
+    Causal models (24 kHz, :class:`CausalStreamingEncoder`): each push returns
+    the final code frames ``[B, K, f]`` (f may be 0); their concatenation with
+    :meth:`flush` equals ``model.encode(whole)[0][0]``. Models with segments
+    (48 kHz, :class:`SegmentStreamingEncoder`): each push returns the list of
+    ``(codes, scale)`` frames of the segments completed so far; all of them
+    with :meth:`flush` equal ``model.encode(whole)``. The bandwidth is the
+    model's at construction.
     """
 
+    def __new__(cls, model):
+        if cls is StreamingEncoder:
+            cls = CausalStreamingEncoder if model.segment_length is None else SegmentStreamingEncoder
+        return super().__new__(cls)
+
     def __init__(self, model):
-        super().__init__(model, model.encoder_layers)
+        super().__init__(model)
         self.batch = None
-        self.pending = None  # segmented: audio from the next segment's start
-        self.received = self.next_offset = 0
+
+    def push(self, chunk: np.ndarray):
+        """Audio chunk ``[B, C, n]`` → codes ``[B, K, f]`` (causal) or completed frames (segments)."""
+        self._check_open()
+        if not isinstance(chunk, np.ndarray) or chunk.ndim != 3:
+            raise EncodecError("push expects audio of shape [B, C, n] as a NumPy array")
+        if chunk.shape[-1] == 0:
+            return self._nothing()
+        if self.batch is not None and chunk.shape[0] != self.batch:
+            raise EncodecError(f"batch size changed mid-stream ({self.batch} → {chunk.shape[0]})")
+        chunk = self.model.check_audio(chunk)
+        self.batch = chunk.shape[0]
+        with self.model.thread_scope():
+            return self._push(chunk)
+
+    def flush(self):
+        """The rest, with the one-shot end handling; the stream is closed after."""
+        self._close()
+        if self.batch is None:
+            raise EncodecError("nothing was pushed: a stream needs at least one sample")
+        with self.model.thread_scope():
+            return self._flush()
+
+
+class CausalStreamingEncoder(StreamingEncoder):
+    """:class:`StreamingEncoder` of a causal model: layer by layer, each keeping what the next chunk needs."""
+
+    def __init__(self, model):
+        super().__init__(model)
+        self.net = _causal_net(model, model.encoder_layers)
 
     def _codes(self, emb):
         if emb is None or emb.shape[-1] == 0:
-            b = self.batch or 0
-            return np.zeros((b, self.num_codebooks, 0), np.int64)
+            return np.zeros((self.batch or 0, self.num_codebooks, 0), np.int64)
         return rvq.encode(emb, self.model.params[rvq.CODEBOOKS], self.num_codebooks, self.model.ops)
+
+    def _nothing(self):
+        return self._codes(None)
+
+    def _push(self, chunk):
+        return self._codes(self.net.push(chunk))
+
+    def _flush(self):
+        return self._codes(self.net.flush())
+
+
+class SegmentStreamingEncoder(StreamingEncoder):
+    """:class:`StreamingEncoder` of a model with segments: each segment is encoded once all of it has arrived."""
+
+    def __init__(self, model):
+        super().__init__(model)
+        self.pending = None  # audio from the next segment's start
+        self.received = self.next_offset = 0
+
+    def _nothing(self):
+        return []
+
+    def _push(self, chunk):
+        self.pending = chunk if self.pending is None else np.concatenate([self.pending, chunk], axis=-1)
+        self.received += chunk.shape[-1]
+        return self._segments(final=False)
+
+    def _flush(self):
+        return self._segments(final=True)
 
     def _segments(self, final: bool) -> list:
         """Encode every segment whose samples have all arrived (every remaining one if ``final``)."""
@@ -332,81 +405,81 @@ class StreamingEncoder(_Stream):
             self.pending = self.pending[..., drop:].copy()
         return frames
 
-    def push(self, chunk: np.ndarray):
-        """Audio chunk ``[B, C, n]`` → codes ``[B, K, f]`` (causal) or completed frames (segments)."""
-        self._check_open()
-        if not isinstance(chunk, np.ndarray) or chunk.ndim != 3:
-            raise EncodecError("push expects audio of shape [B, C, n] as a NumPy array")
-        if chunk.shape[-1] == 0:
-            return [] if self.segmented else self._codes(None)
-        if self.batch is not None and chunk.shape[0] != self.batch:
-            raise EncodecError(f"batch size changed mid-stream ({self.batch} → {chunk.shape[0]})")
-        chunk = self.model.check_audio(chunk)
-        self.batch = chunk.shape[0]
-        with self.model.thread_scope():
-            if self.segmented:
-                self.pending = chunk if self.pending is None else np.concatenate([self.pending, chunk], axis=-1)
-                self.received += chunk.shape[-1]
-                return self._segments(final=False)
-            return self._codes(self.net.push(chunk))
-
-    def flush(self):
-        """The rest, with the one-shot end handling; the stream is closed after."""
-        self._check_open()
-        self.closed = True
-        if self.batch is None:
-            raise EncodecError("nothing was pushed: a stream needs at least one sample")
-        with self.model.thread_scope():
-            if self.segmented:
-                return self._segments(final=True)
-            return self._codes(self.net.flush())
-
 
 class StreamingDecoder(_Stream):
     """Push codes, get the audio that is final ``[B, C, m]``.
 
-    Causal models: push codes ``[B, K, f]``; the outputs with :meth:`flush`
-    equal ``model.decode([(all codes, None)])``. Models with segments: push
-    lists of ``(codes, scale)`` frames as :class:`StreamingEncoder` returns
-    them; audio is released up to the start of the next segment (the overlap
-    waits for it), and everything equals ``model.decode(all frames)``.
+    Causal models (:class:`CausalStreamingDecoder`): push codes ``[B, K, f]``;
+    the outputs with :meth:`flush` equal ``model.decode([(all codes, None)])``.
+    Models with segments (:class:`SegmentStreamingDecoder`): push lists of
+    ``(codes, scale)`` frames as :class:`StreamingEncoder` returns them; audio
+    is released up to the start of the next segment (the overlap waits for
+    it), and everything equals ``model.decode(all frames)``.
     """
 
+    def __new__(cls, model):
+        if cls is StreamingDecoder:
+            cls = CausalStreamingDecoder if model.segment_length is None else SegmentStreamingDecoder
+        return super().__new__(cls)
+
     def __init__(self, model):
-        super().__init__(model, model.decoder_layers)
+        super().__init__(model)
         self.shape = None
-        self.acc = self.weight_sum = self.ramp = None  # segmented: overlap-add state
-        self.segments = self.released = 0
 
     def _empty(self, b=None):
         b = (self.shape[0] if self.shape else 0) if b is None else b
         return np.zeros((b, self.model.channels, 0), self.model.dtype)
 
+    def _check_shape(self, shape):
+        if self.shape is not None and shape != self.shape:
+            raise EncodecError(f"codes shape changed mid-stream ({self.shape} → {shape})")
+        self.shape = shape
+
+
+class CausalStreamingDecoder(StreamingDecoder):
+    """:class:`StreamingDecoder` of a causal model: layer by layer."""
+
+    def __init__(self, model):
+        super().__init__(model)
+        self.net = _causal_net(model, model.decoder_layers)
+
     def push(self, codes):
-        """Codes ``[B, K, f]`` (or a list of frames for segmented models) → audio ``[B, C, m]``."""
+        """Codes ``[B, K, f]`` → audio ``[B, C, m]``."""
         self._check_open()
-        if self.segmented:
-            return self._push_frames(codes)
         codes = np.asarray(codes)
         if codes.ndim == 3 and codes.shape[-1] == 0:
             return self._empty(codes.shape[0])
         (codes, _), = self.model.check_frames([(codes, None)])
-        if self.shape is not None and codes.shape[:2] != self.shape:
-            raise EncodecError(f"codes shape changed mid-stream ({self.shape} → {codes.shape[:2]})")
-        self.shape = codes.shape[:2]
+        self._check_shape(codes.shape[:2])
         with self.model.thread_scope():
             out = self.net.push(self.model.dequantize(codes))
         return out if out is not None else self._empty(codes.shape[0])
 
-    def _push_frames(self, frames):
+    def flush(self):
+        """The remaining audio; the stream is closed after."""
+        self._close()
+        with self.model.thread_scope():
+            out = self.net.flush()
+        return out if out is not None else self._empty()
+
+
+class SegmentStreamingDecoder(StreamingDecoder):
+    """:class:`StreamingDecoder` of a model with segments: decoded segments overlap-added as they arrive."""
+
+    def __init__(self, model):
+        super().__init__(model)
+        self.acc = self.weight_sum = self.ramp = None  # overlap-add state
+        self.segments = self.released = 0
+
+    def push(self, frames):
+        """A list of ``(codes, scale)`` frames → the audio before the next segment's start ``[B, C, m]``."""
+        self._check_open()
         if not isinstance(frames, (list, tuple)):
             raise EncodecError("a segmented model's decoder takes a list of (codes, scale) frames")
         if not frames:
             return self._empty()
         frames = self.model.check_frames(list(frames))
-        if self.shape is not None and frames[0][0].shape[:2] != self.shape:
-            raise EncodecError(f"codes shape changed mid-stream ({self.shape} → {frames[0][0].shape[:2]})")
-        self.shape = frames[0][0].shape[:2]
+        self._check_shape(frames[0][0].shape[:2])
         stride = self.model.segment_stride
         with self.model.thread_scope():
             for frame in frames:
@@ -437,10 +510,5 @@ class StreamingDecoder(_Stream):
 
     def flush(self):
         """The remaining audio; the stream is closed after."""
-        self._check_open()
-        self.closed = True
-        if self.segmented:
-            return self._release(self.acc.shape[-1]) if self.acc is not None else self._empty()
-        with self.model.thread_scope():
-            out = self.net.flush()
-        return out if out is not None else self._empty()
+        self._close()
+        return self._release(self.acc.shape[-1]) if self.acc is not None else self._empty()
