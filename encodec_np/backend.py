@@ -59,6 +59,34 @@ class Backend(Protocol):
 OPS = tuple(name for name in Backend.__dict__ if not name.startswith("_") and callable(Backend.__dict__[name]))
 
 
+def reference_fallback(name: str):
+    """The reference's ``name`` for a backend that does not specialise it.
+
+    A backend module sets ``__getattr__ = reference_fallback`` (PEP 562), so the
+    ops it leaves alone (padding arithmetic, plumbing) are :mod:`encodec_np.ops`'s
+    own objects, not copies under a second name.
+
+    Parameters
+    ----------
+    name : str
+        An attribute looked up on the backend module and not defined there.
+
+    Returns
+    -------
+    The reference's function (or ``ON_DEVICE``) of that name.
+
+    Raises
+    ------
+    AttributeError
+        For a name that is not part of the contract.
+    """
+    from . import ops
+
+    if name in OPS or name == "ON_DEVICE":
+        return getattr(ops, name)
+    raise AttributeError(f"this backend has no {name!r} (the contract: encodec_np.backend.OPS)")
+
+
 def contract_violations(backend) -> list[str]:
     """What ``backend`` lacks or spells differently from the reference: ``[]`` when it conforms.
 

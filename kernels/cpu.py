@@ -34,6 +34,7 @@ from numba import njit, prange, types
 from numba.extending import intrinsic, overload
 
 from encodec_np import ops as _ref
+from encodec_np.backend import reference_fallback as __getattr__  # noqa: F401  the ops not specialised here
 from encodec_np.kernels import blas_limits
 
 #: Output samples per kernel tile: 256 for long outputs, 32 for short ones (fewer
@@ -632,18 +633,3 @@ def threads(count: int | None = None):
             yield
     finally:
         numba.set_num_threads(previous)
-
-
-# The rest is the reference as it is (cheap, or not on a hot path).
-conv_padding = _ref.conv_padding
-extra_padding_for_conv1d = _ref.extra_padding_for_conv1d
-pad1d = _ref.pad1d
-unpad1d = _ref.unpad1d
-code_distances = _ref.code_distances
-rvq_decode = _ref.rvq_decode
-sigmoid = _ref.sigmoid
-ON_DEVICE = _ref.ON_DEVICE
-to_device = _ref.to_device
-to_host = _ref.to_host
-add = _ref.add
-swap_last_axes = _ref.swap_last_axes

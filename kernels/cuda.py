@@ -30,7 +30,7 @@ import numpy as np
 from numba import cuda, float64, int64
 from numba.core import config as _numba_config
 
-from encodec_np import ops as _ref
+from encodec_np.backend import reference_fallback as __getattr__  # noqa: F401  the ops not specialised here
 
 #: True when numba runs the CUDA simulator instead of a GPU.
 SIMULATED = bool(_numba_config.ENABLE_CUDASIM)
@@ -574,10 +574,3 @@ def rvq_decode(codes, codebooks):
     out = cuda.device_array((codes.shape[1], codebooks.shape[2]), codebooks.dtype)
     _launch(_rvq_decode, out.size, codes, books, out)
     return out
-
-
-# Host-side helpers of the reference (shapes and scalars, or not on the model's path).
-conv_padding = _ref.conv_padding
-extra_padding_for_conv1d = _ref.extra_padding_for_conv1d
-code_distances = _ref.code_distances
-sigmoid = _ref.sigmoid
