@@ -33,7 +33,7 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic, overload
 
-from encodec_np import ops as _ref
+from encodec_np import geometry
 from encodec_np.backend import reference_fallback as __getattr__  # noqa: F401  the ops not specialised here
 from encodec_np.kernels import blas_limits
 
@@ -244,33 +244,64 @@ def _conv_taps(channels: int, kernel_size: int, stride: int, dilation: int):
     return rows, shifts  # shared by every call (lru_cache): never written to
 
 
-def _phases(x, stride: int, length: int):
-    """``x [B, C, L]`` → ``[B, C * stride, length]``: row ``c * stride + r`` is ``x[c, r::stride]``, then zeros."""
-    b, c, _ = x.shape
-    src = np.zeros((b, c, stride, length), x.dtype)
-    for r in range(stride):
-        part = x[:, :, r::stride]
-        src[:, :, r, :part.shape[-1]] = part
-    return src.reshape(b, c * stride, length)
+_source_index = njit(cache=True, inline="always")(geometry.source_index)
+
+
+@njit(parallel=True, cache=True)
+def _fill_source(x, left, padded, extended, mode, stride, src):
+    """``src[b, c * stride + r, u] = padded(x)[b, c, u * stride + r]``: padding and phase split in one pass.
+
+    x : [B, C, T]; src : [B, C * stride, W]. ``padded`` is the padded length
+    (positions past it are 0); the padding follows :mod:`encodec_np.geometry`.
+    Each parallel job owns one source row.
+    """
+    n_items, channels, length = x.shape
+    width = src.shape[-1]
+    for job in prange(n_items * channels * stride):
+        b = job // (channels * stride)
+        c = job // stride % channels
+        r = job % stride
+        row = src[b, c * stride + r]
+        # u whose position u * stride + r lies inside the signal: a plain strided copy.
+        lo = min(width, max(0, -((r - left) // stride)))
+        hi = min(width, max(lo, -((r - left - length) // stride)))
+        first = lo * stride + r - left
+        if stride == 1:  # a contiguous copy (a step, even of 1, makes numba index each sample)
+            row[lo:hi] = x[b, c, first:first + hi - lo]
+        elif hi > lo:
+            row[lo:hi] = x[b, c, first:first + (hi - lo - 1) * stride + 1:stride]
+        for u in range(lo):
+            i = _source_index(u * stride + r, length, left, extended, mode)
+            row[u] = x[b, c, i] if i >= 0 else 0
+        for u in range(hi, width):
+            p = u * stride + r
+            i = _source_index(p, length, left, extended, mode) if p < padded else -1
+            row[u] = x[b, c, i] if i >= 0 else 0
 
 
 # --------------------------------------------------------------------------- convolutions
 def padded_conv1d(x, weight, bias=None, stride=1, dilation=1, padding=(0, 0), pad_mode="constant"):
     """Padded conv (see :func:`encodec_np.ops.padded_conv1d`): x [B, C_in, T] → [B, C_out, T'].
 
-    The padding is :func:`encodec_np.ops.pad1d`'s (the one home of its rules).
+    The padding is read through :func:`encodec_np.geometry.source_index` while
+    the input is split into its stride phases: one pass, no padded copy.
     """
     c_out, c_in, k = weight.shape
-    x = np.asarray(x)
-    if padding[0] or padding[1]:
-        x = _ref.pad1d(x, int(padding[0]), int(padding[1]), pad_mode)
-    span = (k - 1) * dilation + 1
+    left, right = int(padding[0]), int(padding[1])
+    if left < 0 or right < 0:
+        raise ValueError(f"padding must be non-negative, got ({left}, {right})")
+    x = np.ascontiguousarray(x)
     length = x.shape[-1]
-    if length < span:
-        raise ValueError(f"input of length {length} (padded) is shorter than the kernel span {span}")
-    n_out = (length - span) // stride + 1
+    padded = length + left + right
+    span = (k - 1) * dilation + 1
+    if padded < span:
+        raise ValueError(f"input of length {padded} (padded) is shorter than the kernel span {span}")
+    n_out = (padded - span) // stride + 1
     rows, shifts = _conv_taps(c_in, k, stride, dilation)
-    src = _phases(x, stride, max(-(-length // stride), _source_length(n_out, int(shifts[-1]))))
+    src = np.empty((x.shape[0], c_in * stride, max(-(-padded // stride), _source_length(n_out, int(shifts[-1])))),
+                   x.dtype)
+    mode = geometry.MODES[pad_mode]
+    _fill_source(x, left, padded, geometry.reflect_extent(length, left, right, mode), mode, stride, src)
     return _run(src, weight, bias, rows, shifts, n_out, lambda w: w.reshape(c_out, c_in * k), "conv")
 
 

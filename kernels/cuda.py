@@ -30,6 +30,7 @@ import numpy as np
 from numba import cuda, float64, int64
 from numba.core import config as _numba_config
 
+from encodec_np import geometry
 from encodec_np.backend import reference_fallback as __getattr__  # noqa: F401  the ops not specialised here
 
 #: True when numba runs the CUDA simulator instead of a GPU.
@@ -43,30 +44,10 @@ THREADS = 32 if SIMULATED else 256
 MAX_BLOCKS = 2 if SIMULATED else 1 << 15
 _MAX_THREADS = 1024  # size of the shared arrays of the reductions
 
-# Padding modes as small integers for the kernels.
-_MODES = {"constant": 0, "zero": 0, "reflect": 1, "replicate": 2}
-
-
-@cuda.jit(device=True)
-def _source_index(p, length, left, extended, mode):
-    """Index into the unpadded signal of padded position ``p``, or -1 for a zero (``ops.pad1d``'s rule).
-
-    ``extended`` is the length the official reflect padding reflects over: the
-    input zero-extended to ``max_pad + 1`` samples when it is too short. The
-    GPU reads its windows through this instead of a padded copy.
-    """
-    i = p - left
-    if 0 <= i < length:
-        return i
-    if mode == 0:
-        return -1
-    if mode == 2:
-        return 0 if i < 0 else length - 1
-    if i < 0:
-        i = -i
-    if i >= extended:
-        i = 2 * (extended - 1) - i
-    return i if i < length else -1
+# The padding rule, compiled for the GPU from its one source (numba's cache=True
+# watches this file only: after changing encodec_np/geometry.py, clear the kernel cache).
+_MODES = geometry.MODES
+_source_index = cuda.jit(device=True)(geometry.source_index)
 
 
 @cuda.jit(device=True)
@@ -175,12 +156,6 @@ def _pad(x, left, extended, mode, out):
         out[r, i - r * n_out] = x[r, src] if src >= 0 else zero
 
 
-def _extended(length: int, left: int, right: int, mode: int) -> int:
-    """Length the official reflect padding reflects over: tiny inputs are zero-extended first."""
-    max_pad = max(left, right)
-    return max_pad + 1 if mode == 1 and length <= max_pad else length
-
-
 def _gather_time(x, left: int, n_out: int, mode: str):
     """[..., T] → [..., n_out] via :func:`_pad` on the rows view."""
     x, left = to_device(x), int(left)
@@ -191,7 +166,7 @@ def _gather_time(x, left: int, n_out: int, mode: str):
     m = _MODES[mode]
     if out.size:
         _launch(_pad, out.size, x.reshape(rows, length), left,
-                _extended(length, left, n_out - length - left, m), m, out.reshape(rows, n_out))
+                geometry.reflect_extent(length, left, n_out - length - left, m), m, out.reshape(rows, n_out))
     return out
 
 
@@ -237,7 +212,7 @@ def _conv_on_device(x, w, bias, stride: int, dilation: int, left: int, right: in
         raise ValueError(f"input of length {padded} (padded) is shorter than the kernel span {span}")
     out = cuda.device_array((batch, w.shape[0], (padded - span) // stride + 1), x.dtype)
     m = _MODES[mode]
-    _launch(_conv, out.size, x, w, bias, stride, dilation, left, _extended(length, left, right, m), m, out)
+    _launch(_conv, out.size, x, w, bias, stride, dilation, left, geometry.reflect_extent(length, left, right, m), m, out)
     return out
 
 
