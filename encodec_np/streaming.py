@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import geometry
 from . import quantization as rvq
 from .errors import EncodecError
 from .model import overlap_weights
@@ -48,19 +49,17 @@ class _Conv:
         self.base = self.received = self.emitted = 0
 
     def _padded(self, q0: int, q1: int) -> np.ndarray:
-        """Padded positions [q0, q1) before the right end: the left pad as the official pad1d."""
-        if q0 - self.left >= self.base:  # past the start: a plain slice of the buffer
-            return self.buf[..., q0 - self.left - self.base:q1 - self.left - self.base]
-        idx = np.arange(q0, q1) - self.left
-        mode = self.layer.pad_mode
-        if mode == "reflect":
-            idx = np.abs(idx)
-        elif mode == "replicate":
-            idx = np.maximum(idx, 0)
-        out = self.buf[..., np.clip(idx, self.base, None) - self.base]
-        if mode == "constant":
-            out[..., idx < 0] = 0
-        return out
+        """Padded positions [q0, q1) before the right end; the left pad by :func:`geometry.source_index`."""
+        start = q0 - self.left - self.base
+        if start >= 0:  # past the start: a plain slice of the buffer
+            return self.buf[..., start:q1 - self.left - self.base]
+        # Inside the left pad, so nothing was trimmed yet (base is 0).
+        mode = geometry.MODES[self.layer.pad_mode]
+        known = self.buf.shape[-1]
+        zero = np.zeros_like(self.buf[..., 0])
+        pad = [self.buf[..., i] if i >= 0 else zero
+               for i in (geometry.source_index(p, known, self.left, known, mode) for p in range(q0, self.left))]
+        return np.concatenate([np.stack(pad, axis=-1), self.buf[..., :q1 - self.left]], axis=-1)
 
     def push(self, x: np.ndarray) -> np.ndarray:
         self.buf = x if self.buf is None else np.concatenate([self.buf, x], axis=-1)

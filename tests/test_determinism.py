@@ -193,3 +193,24 @@ def test_thread_count_and_batch_composition_do_not_change_a_bit(model):
         alone = model.encode(x[i:i + 1])
         assert all(np.array_equal(c[i:i + 1], a) for (c, _), (a, _) in zip(frames, alone))
         assert np.array_equal(model.decode(alone), audio[i:i + 1])
+
+
+@pytest.mark.parametrize("pad_mode", ["constant", "replicate", "reflect"])
+def test_every_padding_mode_streams_to_the_one_pass_bits(pad_mode):
+    """The stream's left pad goes through encodec_np.geometry; tiny inputs take one-shot padding at flush."""
+    cfg = encodec_np.encodec_24khz()
+    cfg = cfg.replace(seanet=dataclasses.replace(cfg.seanet, n_filters=4, dimension=16, pad_mode=pad_mode),
+                      quantizer=dataclasses.replace(cfg.quantizer, dimension=16))
+    model = random_model(cfg, seed=1, backend="numba")
+    model.set_target_bandwidth(6.0)
+    for length in (1, 7, 333, 2500):
+        x = test_signal("noise", 1, length, seed=3)[None]
+        codes = model.encode(x)[0][0]
+        enc = StreamingEncoder(model)
+        streamed = np.concatenate([enc.push(x[..., i:i + 37]) for i in range(0, length, 37)] + [enc.flush()], axis=-1)
+        assert np.array_equal(streamed, codes)
+        audio = model.decode([(codes, None)])
+        dec = StreamingDecoder(model)
+        out = np.concatenate([dec.push(codes[..., i:i + 2]) for i in range(0, codes.shape[-1], 2)] + [dec.flush()],
+                             axis=-1)
+        assert np.array_equal(out, audio)
