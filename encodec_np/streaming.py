@@ -158,7 +158,8 @@ class _ConvTranspose:
     def flush(self):
         # After the last frame: the positions only the kept frames reach, which the
         # one-shot trims on the right, except the part a trim_right_ratio < 1 keeps.
-        tail = (self.keep - 1) * self.s + self.k - self.keep * self.s  # = k - s
+        # The kept frames' output, (keep - 1)·s + k long, past the keep·s already released.
+        tail = self.k - self.s
         if self.history is None or tail <= self.right:
             return None
         y = self.ops.conv_transpose1d(self.history, self.weight, self.bias, self.s)

@@ -23,7 +23,6 @@ time step), and the codebook arg-min is fused with the residual update.
 from __future__ import annotations
 
 import math
-import weakref
 from contextlib import contextmanager
 from functools import lru_cache
 
@@ -36,6 +35,7 @@ from numba.extending import intrinsic, overload
 from encodec_np import geometry
 from encodec_np.backend import reference_fallback as __getattr__  # noqa: F401  the ops not specialised here
 from encodec_np.kernels import blas_limits
+from encodec_np.kernels.memo import memoised
 
 #: Output samples per kernel tile: 256 for long outputs, 32 for short ones (fewer
 #: than ``FEW_OUTPUTS`` go to :func:`_correlate_channels`). Literal trip counts,
@@ -176,47 +176,35 @@ def _tile(n_out: int) -> int:
     return next((tile for tile in TILES if n_out >= 2 * tile), TILES[-1])
 
 
-#: Weights in kernel layout by ``(id(weight), layout)``, each with a weak reference
-#: to its source: a stream calls each op once per push, and re-laying out the
-#: decoder's weights every time cost more than the products. A model's weights
-#: are treated as immutable (the model never writes to them).
-_LAID_OUT: dict = {}
+def _matrix(weight, pack, few, *extra):
+    """``pack(weight, *extra)`` as the ``[O, G]`` matrix the tiled kernels take, or its transpose (``few``)."""
+    matrix = pack(weight, *extra)
+    return np.ascontiguousarray(matrix.T if few else matrix)
 
 
-def _laid_out(weight, layout, make):
-    """``make(weight)``, memoised per weight array while it lives.
-
-    An array result that shares the weight's memory is not kept (it would keep
-    the weight alive); other results must not hold references to it.
-    """
-    key = (id(weight), layout)
-    hit = _LAID_OUT.get(key)
-    if hit is not None and hit[0]() is weight:
-        return hit[1]
-    value = make(weight)
-    if not (isinstance(value, np.ndarray) and np.may_share_memory(value, weight)):
-        try:
-            _LAID_OUT[key] = (weakref.ref(weight, lambda _, key=key: _LAID_OUT.pop(key, None)), value)
-        except TypeError:  # an array type without weak references: no memo
-            pass
-    return value
+def _as_is(weight):
+    """A weight that is already the ``[O, G]`` matrix (the LSTM's input weights)."""
+    return weight
 
 
-def _run(src, weight, bias, rows, shifts, n_out, pack=None, layout=None):
+def _rows(weight):
+    """A conv weight ``[C_out, C_in, K]`` as ``[C_out, C_in * K]`` (tap ``g = c * K + k``)."""
+    return weight.reshape(weight.shape[0], -1)
+
+
+def _run(src, weight, bias, rows, shifts, n_out, pack=None, extra=()):
     """One of the product kernels into a new ``[B, O, n_out]`` array (zero bias when None).
 
-    ``pack(weight)`` gives the ``[O, G]`` matrix (default: ``weight`` itself);
-    ``layout`` names that packing for the memo of model weights (None: a
-    temporary, never memoised).
+    ``pack(weight, *extra)`` (a module-level function) gives the ``[O, G]``
+    matrix, made once per model weight (:mod:`encodec_np.kernels.memo`);
+    without ``pack``, ``weight`` is that matrix, a temporary used as it is.
     """
     dtype = src.dtype
-    pack = pack or (lambda w: w)
     few = n_out < FEW_OUTPUTS
-
-    def make(w):
-        return np.ascontiguousarray(pack(w).T if few else pack(w), dtype=dtype)
-
-    matrix = make(weight) if layout is None else _laid_out(weight, (layout, few, dtype.str), make)
+    if pack is None:
+        matrix = _matrix(np.asarray(weight, dtype), _as_is, few)
+    else:
+        matrix = memoised(_matrix, dtype, weight, extra=(pack, few) + tuple(extra))
     n_ch = matrix.shape[1] if few else matrix.shape[0]
     bias = np.zeros(n_ch, dtype) if bias is None else np.ascontiguousarray(bias, dtype=dtype)
     out = np.empty((src.shape[0], n_ch, n_out), dtype)
@@ -302,7 +290,7 @@ def padded_conv1d(x, weight, bias=None, stride=1, dilation=1, padding=(0, 0), pa
                    x.dtype)
     mode = geometry.MODES[pad_mode]
     _fill_source(x, left, padded, geometry.reflect_extent(length, left, right, mode), mode, stride, src)
-    return _run(src, weight, bias, rows, shifts, n_out, lambda w: w.reshape(c_out, c_in * k), "conv")
+    return _run(src, weight, bias, rows, shifts, n_out, _rows)
 
 
 def conv1d(x, weight, bias=None, stride=1, dilation=1):
@@ -343,7 +331,7 @@ def conv_transpose1d(x, weight, bias=None, stride=1):
     rows = np.repeat(np.arange(c_in, dtype=np.int64), taps)
     shifts = np.tile(np.arange(taps, dtype=np.int64), c_in)
     phase_bias = None if bias is None else np.tile(bias, stride)
-    y = _run(src, weight, phase_bias, rows, shifts, n_q, lambda w: _transposed_weight(w, stride), ("phases", stride))
+    y = _run(src, weight, phase_bias, rows, shifts, n_q, _transposed_weight, (stride,))
     y = y.reshape(b, stride, c_out, n_q).transpose(0, 2, 3, 1).reshape(b, c_out, n_q * stride)
     return y[..., :(t - 1) * stride + k]
 
@@ -564,7 +552,7 @@ def lstm(x, layers, state=None):
         src = np.zeros((batch, channels, _source_length(steps, 0)), dtype)
         src[..., :steps] = seq
         gates = _run(src, w_ih, (b_ih + b_hh).astype(dtype), np.arange(channels, dtype=np.int64),
-                     np.zeros(channels, np.int64), steps, layout="lstm")
+                     np.zeros(channels, np.int64), steps, _as_is)
         out = np.empty((batch, steps, hidden), dtype=dtype)
         _lstm_recurrence(np.ascontiguousarray(gates.transpose(0, 2, 1)), np.ascontiguousarray(w_hh, dtype=dtype),
                          h, c, out, min(batch, numba.get_num_threads()))
@@ -603,27 +591,15 @@ def _assign(residual, products, x_sq, e_sq, codebook, codes):
             residual[row, d] -= codebook[best, d]
 
 
-def _codebook_tables(codebooks, dtype):
-    """Per codebook: ``(book^T as a kernel source [1, D, L], |e|^2 [bins])``.
-
-    Memoised on the array that owns the codebooks' memory (a model passes a new
-    view, ``codebooks[:n_q]``, on every call; a stream, on every push).
-    """
-    owner = codebooks
-    while isinstance(owner.base, np.ndarray):
-        owner = owner.base
-    offset = codebooks.__array_interface__["data"][0] - owner.__array_interface__["data"][0]
-
-    def make(_):
-        bins, dim = codebooks.shape[1:]
-        tables = []
-        for book in codebooks:
-            src = np.zeros((1, dim, _source_length(bins, 0)), dtype)  # new arrays: the memo keeps no view
-            src[0, :, :bins] = book.T
-            tables.append((src, _squared_norms(np.ascontiguousarray(book, dtype=dtype))))
-        return tables
-
-    return _laid_out(owner, ("codebooks", offset, codebooks.shape, codebooks.strides, np.dtype(dtype).str), make)
+def _codebook_tables(codebooks):
+    """Per codebook of ``codebooks [Q, bins, D]``: ``(book^T as a kernel source [1, D, L], |e|^2 [bins])``."""
+    bins, dim = codebooks.shape[1:]
+    tables = []
+    for book in codebooks:
+        src = np.zeros((1, dim, _source_length(bins, 0)), codebooks.dtype)
+        src[0, :, :bins] = book.T
+        tables.append((src, _squared_norms(np.ascontiguousarray(book))))
+    return tables
 
 
 def rvq_encode(x, codebooks):
@@ -637,7 +613,7 @@ def rvq_encode(x, codebooks):
     bins = codebooks.shape[1]
     codes = np.empty((codebooks.shape[0], n), dtype=np.int64)
     rows, shifts = np.arange(dim, dtype=np.int64), np.zeros(dim, np.int64)
-    for q, (src, e_sq) in enumerate(_codebook_tables(codebooks, residual.dtype)):
+    for q, (src, e_sq) in enumerate(memoised(_codebook_tables, residual.dtype, codebooks)):
         products = _run(src, residual, None, rows, shifts, bins)[0]
         book = np.ascontiguousarray(codebooks[q], dtype=residual.dtype)
         _assign(residual, products, _squared_norms(residual), e_sq, book, codes[q])

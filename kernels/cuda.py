@@ -24,7 +24,6 @@ that is how the tests check them on machines without a GPU.
 from __future__ import annotations
 
 import math
-import weakref
 
 import numpy as np
 from numba import cuda, float64, int64
@@ -32,6 +31,7 @@ from numba.core import config as _numba_config
 
 from encodec_np import geometry
 from encodec_np.backend import reference_fallback as __getattr__  # noqa: F401  the ops not specialised here
+from encodec_np.kernels.memo import memoised as _cached
 
 #: True when numba runs the CUDA simulator instead of a GPU.
 SIMULATED = bool(_numba_config.ENABLE_CUDASIM)
@@ -76,34 +76,6 @@ def to_device(x):
 def to_host(x) -> np.ndarray:
     """A NumPy copy of a device array (NumPy arrays are returned as they are)."""
     return x if isinstance(x, np.ndarray) else x.copy_to_host()
-
-
-_prepared: dict = {}
-
-
-def _host_key(a: np.ndarray):
-    """(the array owning ``a``'s memory, a key naming ``a``'s view of it)."""
-    owner = a
-    while isinstance(owner.base, np.ndarray):
-        owner = owner.base
-    return owner, (id(owner), a.__array_interface__["data"][0], a.shape, a.strides, a.dtype.str)
-
-
-def _cached(build, dtype, *arrays):
-    """``build(*arrays as dtype)``: device arrays made once per host arrays and kept while they live.
-
-    Keyed by the memory the arrays view, so ``codebooks[:n_q]``, a new view
-    on every call, finds its entry again.
-    """
-    dtype = np.dtype(dtype)
-    owners, keys = zip(*(_host_key(np.asarray(a)) for a in arrays))
-    key = (build, dtype.str) + keys
-    hit = _prepared.get(key)
-    if hit is None:
-        hit = _prepared[key] = build(*(np.ascontiguousarray(a, dtype) for a in arrays))
-        for owner in {id(o): o for o in owners}.values():
-            weakref.finalize(owner, _prepared.pop, key, None)
-    return hit
 
 
 def _upload(a, dtype=None):
