@@ -51,3 +51,13 @@ def test_no_module_reaches_into_another_objects_private_members():
                     and node.attr not in STDLIB_PRIVATE):
                 offenders.append(f"{path.relative_to(PACKAGE)}:{node.lineno}: {ast.unparse(node)}")
     assert not offenders, offenders
+
+
+def test_every_subpackage_is_installed():
+    """pyproject lists packages explicitly (kernels/ maps to encodec_np.kernels): a new folder must be listed too."""
+    import tomllib
+
+    listed = set(tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {"encodec_np." + ".".join(p.parent.relative_to(PACKAGE).parts) if p.parent != PACKAGE else "encodec_np"
+             for p in PACKAGE.rglob("__init__.py")}
+    assert found - listed == set(), f"add to [tool.setuptools] packages: {sorted(found - listed)}"
