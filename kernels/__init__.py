@@ -100,6 +100,11 @@ def blas_limits(threads: int):
     return _blas_controller().limit(limits=threads, user_api="blas")
 
 
+def available_cores() -> int:
+    """The CPUs this process may run on (its affinity mask, not the machine's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 @contextmanager
 def thread_scope(ops, threads: int | None = None):
     """Thread settings for one model call on backend ``ops``.

@@ -30,11 +30,12 @@ import numba
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
+from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 from encodec_np import geometry
 from encodec_np.backend import reference_fallback as __getattr__  # noqa: F401  the ops not specialised here
-from encodec_np.kernels import blas_limits
+from encodec_np.kernels import available_cores, blas_limits
 from encodec_np.kernels.memo import memoised
 
 #: Output samples per kernel tile: 256 for long outputs, 32 for short ones (fewer
@@ -500,38 +501,93 @@ def _gate_dots(w, j, hidden, h):
     return s0, s1, s2, s3
 
 
+@intrinsic
+def _fetch_add(typingctx, counters, index):
+    """``counters[index] += 1`` atomically (sequentially consistent); returns the value before."""
+    if not (isinstance(counters, types.Array) and counters.dtype == types.int64 and isinstance(index, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ptr = _element_pointer(context, builder, signature, args)
+        return builder.atomic_rmw("add", ptr, ir.Constant(ir.IntType(64), 1), "seq_cst")
+
+    return types.int64(counters, index), codegen
+
+
+@intrinsic
+def _load_acquire(typingctx, counters, index):
+    """``counters[index]``, read atomically with acquire order (what its last writer wrote before is visible)."""
+    if not (isinstance(counters, types.Array) and counters.dtype == types.int64 and isinstance(index, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.load_atomic(_element_pointer(context, builder, signature, args), "acquire", 8)
+
+    return types.int64(counters, index), codegen
+
+
+def _element_pointer(context, builder, signature, args):
+    array_type, index_type = signature.args
+    array = context.make_array(array_type)(context, builder, args[0])
+    index = context.cast(builder, args[1], index_type, types.intp)
+    return cgutils.get_item_pointer(context, builder, array_type, array, [index])
+
+
 @njit(parallel=True, cache=True)
-def _lstm_recurrence(gates, w_hh, h, c, out, n_groups):
-    """Recurrence of one layer: one parallel region, not one per step.
+def _lstm_recurrence(gates, w_hh, h, c, out, n_workers, chunk, claims, done):
+    """Recurrence of one layer, its steps inside one parallel region (not a region per step).
 
     gates : [B, T, 4H] input projection plus both biases; w_hh : [4H, H];
-    h, c : [B, H] initial state, updated in place; out : [B, T, H].
-    Items are split into ``n_groups`` contiguous groups, one per job; within a
-    group each unit's four weight rows are read once per step for all its
-    items (the rows stay in L1 while the items' states pass by). Every item
-    runs the same arithmetic whatever group it is in.
+    h, c : [B, H] initial state, updated in place; out : [B, T, H];
+    claims : [T * n_workers] and done : [T] int64 zeros.
+
+    Each step's hidden units are cut into chunks of ``chunk`` units, computed
+    for every item (a unit's four weight rows are read once per step for the
+    whole batch). Worker ``p`` first claims the chunks of its own share (so on
+    each core the same weight rows stay in cache from step to step), then
+    helps with the others. Odd steps walk a share backwards, so they begin on
+    the rows the step before ended on, still in cache when a share's weights do
+    not fit. A step starts once every chunk of the step before is
+    done. Claims are atomic counters, so a worker that never gets a thread of
+    its own (fewer threads than workers) costs no deadlock: whoever runs does
+    the work. A unit's arithmetic does not depend on who computes it: the bits
+    are the same for any worker count.
     """
     n_items, steps, four_h = gates.shape
     hidden = four_h // 4
-    for grp in prange(n_groups):
-        lo = grp * n_items // n_groups
-        hi = (grp + 1) * n_items // n_groups
-        h_cur = h[lo:hi].copy()
+    n_chunks = (hidden + chunk - 1) // chunk
+    share_size = (n_chunks + n_workers - 1) // n_workers
+    for p in prange(n_workers):
         for t in range(steps):
-            for j in range(hidden):
-                for i in range(hi - lo):
-                    b = lo + i
-                    g = gates[b, t]
-                    s_i, s_f, s_g, s_o = _gate_dots(w_hh, j, hidden, h_cur[i])
-                    i_g = _sigmoid(g[j] + s_i)
-                    f_g = _sigmoid(g[hidden + j] + s_f)
-                    g_g = math.tanh(g[2 * hidden + j] + s_g)
-                    o_g = _sigmoid(g[3 * hidden + j] + s_o)
-                    c[b, j] = f_g * c[b, j] + i_g * g_g
-                    out[b, t, j] = o_g * math.tanh(c[b, j])
-            for i in range(hi - lo):
-                h_cur[i] = out[lo + i, t]
-        h[lo:hi] = h_cur
+            if t > 0:
+                while _load_acquire(done, t - 1) < n_chunks:
+                    pass
+            for s in range(n_workers):
+                share = (p + s) % n_workers
+                first = share * share_size
+                count = min(share_size, n_chunks - first)
+                while True:
+                    k = _fetch_add(claims, t * n_workers + share)
+                    if k >= count:
+                        break
+                    piece = first + (k if t % 2 == 0 else count - 1 - k)
+                    for j in range(piece * chunk, min(hidden, (piece + 1) * chunk)):
+                        for b in range(n_items):
+                            g = gates[b, t]
+                            s_i, s_f, s_g, s_o = _gate_dots(w_hh, j, hidden, h[b] if t == 0 else out[b, t - 1])
+                            i_g = _sigmoid(g[j] + s_i)
+                            f_g = _sigmoid(g[hidden + j] + s_f)
+                            g_g = math.tanh(g[2 * hidden + j] + s_g)
+                            o_g = _sigmoid(g[3 * hidden + j] + s_o)
+                            c[b, j] = f_g * c[b, j] + i_g * g_g
+                            out[b, t, j] = o_g * math.tanh(c[b, j])
+                    _fetch_add(done, t)
+    if steps > 0:
+        h[:] = out[:, steps - 1]
+
+
+#: Hidden units per claimed piece of a step (32 units of a 512-wide LSTM: 256 KiB of weights).
+LSTM_CHUNK = 32
 
 
 def lstm(x, layers, state=None):
@@ -554,8 +610,12 @@ def lstm(x, layers, state=None):
         gates = _run(src, w_ih, (b_ih + b_hh).astype(dtype), np.arange(channels, dtype=np.int64),
                      np.zeros(channels, np.int64), steps, _as_is)
         out = np.empty((batch, steps, hidden), dtype=dtype)
+        n_chunks = -(-hidden // LSTM_CHUNK)
+        # Workers spin while they wait for a step: never more of them than cores.
+        workers = max(1, min(numba.get_num_threads(), available_cores(), n_chunks))
         _lstm_recurrence(np.ascontiguousarray(gates.transpose(0, 2, 1)), np.ascontiguousarray(w_hh, dtype=dtype),
-                         h, c, out, min(batch, numba.get_num_threads()))
+                         h, c, out, workers, LSTM_CHUNK, np.zeros(steps * workers, np.int64),
+                         np.zeros(steps, np.int64))
         new_state.append((h, c))
         seq = out.transpose(0, 2, 1)
     return np.ascontiguousarray(seq), new_state

@@ -109,6 +109,30 @@ def test_lstm_in_two_pieces_with_its_state_equals_one_pass(steps, cut, hidden, i
     assert np.array_equal(alone, full[-1:])
 
 
+@settings(max_examples=25)
+@given(steps=st.integers(0, 40), hidden=st.integers(1, 70), items=st.integers(1, 3), workers=st.integers(1, 5),
+       chunk=st.integers(1, 40), seed=st.integers(0, 2**16))
+def test_lstm_recurrence_bits_do_not_depend_on_workers_or_chunks(steps, hidden, items, workers, chunk, seed):
+    """More workers than threads included: whoever runs claims the work (no deadlock, same bits)."""
+    rng = _rng(seed)
+    gates = rng.standard_normal((items, steps, 4 * hidden)).astype(np.float32)
+    w_hh = (rng.standard_normal((4 * hidden, hidden)) * 0.3).astype(np.float32)
+    h0 = rng.standard_normal((items, hidden)).astype(np.float32)
+    c0 = rng.standard_normal((items, hidden)).astype(np.float32)
+
+    def run(n_workers, size):
+        h, c, out = h0.copy(), c0.copy(), np.empty((items, steps, hidden), np.float32)
+        cpu._lstm_recurrence(gates, w_hh, h, c, out, n_workers, size, np.zeros(steps * n_workers, np.int64),
+                             np.zeros(steps, np.int64))
+        return h, c, out
+
+    expected = run(1, hidden)
+    for got in (run(workers, chunk), run(workers + 1, 1)):
+        assert all(np.array_equal(u, v) for u, v in zip(got, expected))
+    if steps:
+        assert np.array_equal(expected[0], expected[2][:, -1])
+
+
 def _tied_codebooks(rng, rows, dim, bins, books):
     """Codebooks and inputs with exact ties (duplicate codes) and near-ties (codes a few ulps apart)."""
     codebooks = rng.standard_normal((books, bins, dim)).astype(np.float32)
