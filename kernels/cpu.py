@@ -351,16 +351,32 @@ def _float32_from_bits(typingctx, bits):
     return types.float32(bits), codegen
 
 
-def _exp_nonpositive(v):
-    """``exp(v)`` for ``v <= 0``: the polynomial below for float32, libm's for float64 (the oracle's type)."""
-    return math.exp(v)
+@intrinsic
+def _select(typingctx, condition, if_true, if_false):
+    """``if_true if condition else if_false`` as one LLVM ``select``: no branch, so it inlines and vectorises."""
+    if not (isinstance(condition, types.Boolean) and if_true == if_false):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.select(args[0], args[1], args[2])
+
+    return if_true(condition, if_true, if_false), codegen
 
 
-@overload(_exp_nonpositive, inline="always")
-def _exp_nonpositive_impl(v):
-    if v == types.float32:
-        return lambda v: _exp_nonpositive_f32(v)
-    return lambda v: math.exp(v)
+def _float32_fast(fast32, exact):
+    """A function that numba compiles to ``fast32`` for float32 and to ``exact`` for float64.
+
+    The float32 forms are arithmetic LLVM vectorises (libm's are one call per
+    sample); float64, the oracle's type, keeps libm's. Called from Python, it is ``exact``.
+    """
+    def dispatch(v):
+        return exact(v)
+
+    @overload(dispatch, inline="always")
+    def _dispatch_impl(v):
+        return (lambda v: fast32(v)) if v == types.float32 else (lambda v: exact(v))
+
+    return dispatch
 
 
 @njit(cache=True, inline="always")
@@ -374,7 +390,7 @@ def _exp_nonpositive_f32(v):
     rounds to ``-alpha`` either way).
     """
     x = max(v, np.float32(-87.0))
-    n = math.floor(x * np.float32(1.44269504088896341) + np.float32(0.5))
+    n = np.floor(x * np.float32(1.44269504088896341) + np.float32(0.5))  # float32 (math.floor: an int)
     r = x - n * np.float32(0.693359375) - n * np.float32(-2.12194440e-4)
     p = np.float32(1.9875691500e-4)
     p = p * r + np.float32(1.3981999507e-3)
@@ -384,6 +400,9 @@ def _exp_nonpositive_f32(v):
     p = p * r + np.float32(5.0000001201e-1)
     p = p * r * r + r + np.float32(1.0)
     return p * _float32_from_bits((int(n) + 127) << 23)
+
+
+_exp_nonpositive = _float32_fast(_exp_nonpositive_f32, math.exp)
 
 
 @njit(parallel=True, cache=True)
@@ -413,57 +432,53 @@ def elu(x, alpha=1.0):
 
 
 # --------------------------------------------------------------------------- GroupNorm(1, C)
-@njit(cache=True, inline="always")
-def _sum64(row, center, square):
-    """``sum_t (row[t] - center)`` (squared if ``square``) in float64.
+@njit(cache=True, fastmath={"reassoc"})
+def _moments(row, shift):
+    """``(sum_t d, sum_t d^2)`` of ``d = row[t] - shift`` in float64, in one pass.
 
-    Eight interleaved partial sums, combined in one fixed order: eight
-    independent addition chains instead of one (the loop no longer waits on
-    each add's latency), and the order still depends on the length alone.
+    Reassociation lets LLVM keep one partial sum per vector lane: the order
+    then depends on the length alone (and on the CPU's vector width), the same
+    for every batch, chunking and thread count. No NaN is assumed away.
     """
-    p0 = p1 = p2 = p3 = p4 = p5 = p6 = p7 = 0.0
-    full = row.size - row.size % 8
-    for t in range(0, full, 8):
-        d0, d1 = np.float64(row[t]) - center, np.float64(row[t + 1]) - center
-        d2, d3 = np.float64(row[t + 2]) - center, np.float64(row[t + 3]) - center
-        d4, d5 = np.float64(row[t + 4]) - center, np.float64(row[t + 5]) - center
-        d6, d7 = np.float64(row[t + 6]) - center, np.float64(row[t + 7]) - center
-        if square:
-            d0, d1, d2, d3, d4, d5, d6, d7 = d0 * d0, d1 * d1, d2 * d2, d3 * d3, d4 * d4, d5 * d5, d6 * d6, d7 * d7
-        p0 += d0
-        p1 += d1
-        p2 += d2
-        p3 += d3
-        p4 += d4
-        p5 += d5
-        p6 += d6
-        p7 += d7
-    for t in range(full, row.size):
-        d = np.float64(row[t]) - center
-        p0 += d * d if square else d
-    return ((p0 + p1) + (p2 + p3)) + ((p4 + p5) + (p6 + p7))
+    s = 0.0
+    q = 0.0
+    for t in range(row.size):
+        d = np.float64(row[t]) - shift
+        s += d
+        q += d * d
+    return s, q
 
 
 @njit(parallel=True, cache=True)
 def _group_norm(x, weight, bias, eps, out):
-    """Per item: mean and variance over (C, T) in float64 (two passes), then the affine map."""
+    """Per item: mean and variance over (C, T) in float64, then the affine map.
+
+    The moments are taken about an estimate of the mean (that of the item's
+    first 256 samples), so ``E[d^2] - E[d]^2`` does not cancel: a signal's
+    offset goes into the shift, not into the squares. One pass over the data
+    instead of two.
+    """
     b_size, channels, length = x.shape
-    sums = np.zeros((b_size, channels))
-    for row in prange(b_size * channels):
-        b, c = row // channels, row % channels
-        sums[b, c] = _sum64(x[b, c], 0.0, False)
-    n = channels * length
-    means = np.empty(b_size)
+    centres = np.empty(b_size)
     for b in range(b_size):
-        means[b] = sums[b].sum() / n
+        head = x[b, 0, :min(length, 256)]
+        centres[b] = 0.0
+        for t in range(head.size):
+            centres[b] += np.float64(head[t])
+        centres[b] /= head.size
+    sums = np.zeros((b_size, channels))
+    squares = np.zeros((b_size, channels))
     for row in prange(b_size * channels):
         b, c = row // channels, row % channels
-        sums[b, c] = _sum64(x[b, c], means[b], True)
+        sums[b, c], squares[b, c] = _moments(x[b, c], centres[b])
+    n = channels * length
     for row in prange(b_size * channels):
         b, c = row // channels, row % channels
-        inv = 1.0 / math.sqrt(sums[b].sum() / n + eps)
+        offset = sums[b].sum() / n
+        var = max(squares[b].sum() / n - offset * offset, 0.0)
+        inv = 1.0 / math.sqrt(var + eps)
         scale = weight[c] * inv
-        shift = bias[c] - means[b] * scale
+        shift = bias[c] - (centres[b] + offset) * scale
         for t in range(length):
             out[b, c, t] = x[b, c, t] * scale + shift
 
@@ -472,6 +487,8 @@ def group_norm(x, weight, bias, eps=1e-5):
     """``GroupNorm(1, C)`` (see :func:`encodec_np.ops.group_norm`): x [B, C, T] → [B, C, T]."""
     x = np.ascontiguousarray(x)
     out = np.empty_like(x)
+    if x.size == 0:
+        return out
     _group_norm(x, np.ascontiguousarray(weight, dtype=x.dtype), np.ascontiguousarray(bias, dtype=x.dtype),
                 eps, out)
     return out
@@ -479,8 +496,39 @@ def group_norm(x, weight, bias, eps=1e-5):
 
 # --------------------------------------------------------------------------- LSTM
 @njit(cache=True, inline="always")
-def _sigmoid(v):
+def _sigmoid_f32(v):
+    """exp of ``-|v|`` only: ``1 / (1 + e)`` and ``e / (1 + e)`` are both accurate and never overflow."""
+    e = _exp_nonpositive_f32(-abs(v))
+    r = np.float32(1.0) / (np.float32(1.0) + e)
+    return _select(v >= 0, r, e * r)
+
+
+@njit(cache=True, inline="always")
+def _tanh_f32(v):
+    """Cephes ``tanhf`` (within 2 ulp) over :func:`_exp_nonpositive_f32`.
+
+    An odd polynomial below 0.625, where ``1 - 2e / (1 + e)`` would cancel;
+    that, with ``e = exp(-2|v|)``, above.
+    """
+    a = abs(v)
+    z = a * a
+    small = ((((np.float32(-5.70498872745e-3) * z + np.float32(2.06390887954e-2)) * z
+               - np.float32(5.37397155531e-2)) * z + np.float32(1.33314422036e-1)) * z
+             - np.float32(3.33332819422e-1)) * z * a + a
+    e = _exp_nonpositive_f32(np.float32(-2.0) * a)
+    large = np.float32(1.0) - np.float32(2.0) * e / (np.float32(1.0) + e)
+    t = _select(a < np.float32(0.625), small, large)
+    return _select(v >= 0, t, -t)
+
+
+@njit(cache=True, inline="always")
+def _sigmoid_f64(v):
     return 1.0 / (1.0 + math.exp(-v))
+
+
+#: The LSTM's gate functions (float32: the two above; float64: libm).
+_sigmoid = _float32_fast(_sigmoid_f32, _sigmoid_f64)
+_tanh = _float32_fast(_tanh_f32, math.tanh)
 
 
 @njit(cache=True, fastmath={"reassoc", "contract"})
@@ -558,6 +606,7 @@ def _lstm_recurrence(gates, w_hh, h, c, out, n_workers, chunk, claims, done):
     n_chunks = (hidden + chunk - 1) // chunk
     share_size = (n_chunks + n_workers - 1) // n_workers
     for p in prange(n_workers):
+        pre = np.empty((n_items, 4, chunk), gates.dtype)  # one piece's pre-activations, per worker
         for t in range(steps):
             if t > 0:
                 while _load_acquire(done, t - 1) < n_chunks:
@@ -571,16 +620,22 @@ def _lstm_recurrence(gates, w_hh, h, c, out, n_workers, chunk, claims, done):
                     if k >= count:
                         break
                     piece = first + (k if t % 2 == 0 else count - 1 - k)
-                    for j in range(piece * chunk, min(hidden, (piece + 1) * chunk)):
+                    lo = piece * chunk
+                    n = min(hidden, lo + chunk) - lo
+                    for u in range(n):
                         for b in range(n_items):
                             g = gates[b, t]
-                            s_i, s_f, s_g, s_o = _gate_dots(w_hh, j, hidden, h[b] if t == 0 else out[b, t - 1])
-                            i_g = _sigmoid(g[j] + s_i)
-                            f_g = _sigmoid(g[hidden + j] + s_f)
-                            g_g = math.tanh(g[2 * hidden + j] + s_g)
-                            o_g = _sigmoid(g[3 * hidden + j] + s_o)
-                            c[b, j] = f_g * c[b, j] + i_g * g_g
-                            out[b, t, j] = o_g * math.tanh(c[b, j])
+                            s_i, s_f, s_g, s_o = _gate_dots(w_hh, lo + u, hidden, h[b] if t == 0 else out[b, t - 1])
+                            pre[b, 0, u] = g[lo + u] + s_i
+                            pre[b, 1, u] = g[hidden + lo + u] + s_f
+                            pre[b, 2, u] = g[2 * hidden + lo + u] + s_g
+                            pre[b, 3, u] = g[3 * hidden + lo + u] + s_o
+                    # The gates of the whole piece in one loop without calls, so LLVM vectorises it.
+                    for b in range(n_items):
+                        cb, ob, pb = c[b, lo:lo + n], out[b, t, lo:lo + n], pre[b]
+                        for u in range(n):
+                            cb[u] = _sigmoid(pb[1, u]) * cb[u] + _sigmoid(pb[0, u]) * _tanh(pb[2, u])
+                            ob[u] = _sigmoid(pb[3, u]) * _tanh(cb[u])
                     _fetch_add(done, t)
     if steps > 0:
         h[:] = out[:, steps - 1]
