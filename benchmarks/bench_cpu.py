@@ -356,6 +356,9 @@ GRAPH_CLASSES = {"onnxruntime": OrtGraphs, "openvino": OpenVinoGraphs}
 
 
 # --------------------------------------------------------------------------- timing
+#: Seconds between two runtimes' timed runs (longer than OpenMP's and ONNX Runtime's spin-waits).
+PAUSE_S = 1.0
+
 # Every runner returns (encode_s, decode_s, {"codes": [...], "scales": [...], "audio": array}).
 def _timed(encode, decode, x):
     """(encode seconds, decode seconds, frames, audio) of one round trip."""
@@ -453,6 +456,9 @@ def time_cell(name, ours, official, graph_files, bw, seconds, threads, repeats, 
     samples = {b: ([], []) for b in runners}
     for _ in range(repeats):
         for b, run in runners.items():  # alternated: drift hits every backend alike
+            # A pause first: thread pools spin-wait after a call (OpenMP, ONNX Runtime),
+            # and the previous runtime's spinning threads would take this one's cores.
+            time.sleep(PAUSE_S)
             enc, dec, out = run()
             samples[b][0].append(enc)
             samples[b][1].append(dec)
