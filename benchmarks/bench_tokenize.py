@@ -22,8 +22,9 @@ from pathlib import Path
 import soundfile as sf
 
 import encodec_np
+from encodec_np.dataset import tokenize_dataset
+from encodec_np.kernels import available_cores
 from encodec_np.synthetic import random_model, test_signal
-from encodec_np.tokenize import available_cores, tokenize_dataset
 
 RATES = (16000, 24000, 44100)
 

@@ -84,7 +84,8 @@ def hash_prefix(filename: str) -> str:
     return prefix
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path) -> str:
+    """The hex sha256 of the file at ``path``, read in 1 MiB chunks."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(CHUNK):
@@ -94,7 +95,7 @@ def _sha256(path: Path) -> str:
 
 def verify_checksum(path, prefix: str) -> bool:
     """Whether the sha256 of the file at ``path`` starts with ``prefix`` (hex, any case)."""
-    return _sha256(Path(path)).startswith(prefix.lower())
+    return sha256_file(path).startswith(prefix.lower())
 
 
 def pretrained_path(name: str, cache_dir=None, *, progress: bool | None = None) -> Path:

@@ -101,7 +101,13 @@ def blas_limits(threads: int):
 
 
 def available_cores() -> int:
-    """The CPUs this process may run on (its affinity mask, not the machine's count)."""
+    """CPU cores this process may run on.
+
+    Returns
+    -------
+    int
+        The CPU affinity's size where the OS tells it, else ``os.cpu_count()`` (at least 1).
+    """
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 

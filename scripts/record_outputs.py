@@ -56,10 +56,10 @@ def record(backend: str) -> dict:
     from test_lm import random_lm_state
 
     import encodec_np
+    from encodec_np.dataset import tokenize_dataset
     from encodec_np.golden import export_golden
     from encodec_np.lm import LMModel
     from encodec_np.synthetic import random_model, test_signal
-    from encodec_np.tokenize import tokenize_dataset
 
     out: dict = {}
     models = {"tiny24": random_model(_tiny(encodec_np.encodec_24khz), 1, backend=backend),

@@ -14,9 +14,9 @@ import sys
 import numpy as np
 
 from ..config import DEFAULT_BANDWIDTH
+from ..dataset import tokens_array
 from ..errors import BandwidthError, EncodecError
 from ..hub import EMBEDDED
-from ..tokenize import tokens_array
 
 
 class UsageError(EncodecError):

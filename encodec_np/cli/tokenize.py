@@ -1,11 +1,10 @@
-"""``encodec-np tokenize`` and ``detokenize``: the command line of :mod:`encodec_np.tokenize`."""
+"""``encodec-np tokenize`` and ``detokenize``: the command line of :mod:`encodec_np.dataset`."""
 from __future__ import annotations
 
 import warnings
 from pathlib import Path
 
-from ..errors import EncodecError
-from ..tokenize import (
+from ..dataset import (
     DEFAULT_SHARD_SIZE,
     FAILED,
     audio_name,
@@ -16,6 +15,7 @@ from ..tokenize import (
     tokenize_dataset,
     tokens_to_frames,
 )
+from ..errors import EncodecError
 from .options import (
     UsageError,
     add_audio_output_options,

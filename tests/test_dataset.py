@@ -23,7 +23,8 @@ import soundfile as sf
 from test_cli import REPO, fail, models, ok, write_wav  # noqa: F401 (models: the tiny models fixture)
 
 import encodec_np
-from encodec_np import tokenize as tk
+from encodec_np import dataset
+from encodec_np.dataset.outdir import load_jsonl
 from encodec_np.synthetic import test_signal
 
 SHARD_SIZE = 8
@@ -93,7 +94,7 @@ def test_reference_output(corpus):
     """Layout, manifest fields, shard contents (plain NumPy), failures, summary."""
     out, keys = corpus["ref"], corpus["keys"]
     inputs = sorted(keys + list(BROKEN))   # shards hold runs of --shard-size inputs in this order
-    rows = [json.loads(line) for line in (out / tk.MANIFEST).read_text().splitlines()]
+    rows = [json.loads(line) for line in (out / dataset.MANIFEST).read_text().splitlines()]
     assert [(r["bandwidth"], r["key"]) for r in rows] == [(bw, k) for bw in (1.5, 3.0, 6.0) for k in keys]
     model = encodec_np.load_model(corpus["models"]["24"], backend="numpy")
     by_key = {}
@@ -104,8 +105,8 @@ def test_reference_output(corpus):
         assert row["samples"] == math.ceil(info.frames * 24000 / info.samplerate)
         assert row["frames"] == math.ceil(row["samples"] / 320)
         assert row["codebooks"] == {1.5: 2, 3.0: 4, 6.0: 8}[row["bandwidth"]]
-        assert row["model"] == "encodec_24khz" and row["model_sha256"] == tk.model_checksum(corpus["models"]["24"])
-        assert row["sha256"] == tk.model_checksum(row["path"]) and row["scales"] is None
+        assert row["model"] == "encodec_24khz" and row["model_sha256"] == dataset.model_checksum(corpus["models"]["24"])
+        assert row["sha256"] == dataset.model_checksum(row["path"]) and row["scales"] is None
         group = inputs.index(row["key"]) // SHARD_SIZE
         assert row["shard"].startswith(f"shards/{row['bandwidth']:g}kbps/shard-{group:05d}-")
         with np.load(out / row["shard"]) as shard:   # a shard is a plain .npz
@@ -123,7 +124,7 @@ def test_reference_output(corpus):
     assert len(shards) == math.ceil(len(inputs) / SHARD_SIZE)
     with np.load(shards[0]) as first:
         assert list(first.keys()) == [k for k in inputs[:SHARD_SIZE] if k not in BROKEN]
-    failed = [json.loads(line) for line in (out / tk.FAILED).read_text().splitlines()]
+    failed = [json.loads(line) for line in (out / dataset.FAILED).read_text().splitlines()]
     assert [f["key"] for f in failed] == sorted(BROKEN)
     for f in failed:
         assert BROKEN[f["key"]] in f["error"] and f["sha256"]
@@ -132,7 +133,7 @@ def test_reference_output(corpus):
         in corpus["stdout"]
     assert "h of audio per hour" in corpus["stdout"] and "tokens" in corpus["stdout"]
     assert f"warning: {bad} of {len(keys) + bad} files could not be tokenized" in corpus["stderr"]
-    assert not [p for p in out.rglob("*.part")] and not (out / tk.LOCK).exists()
+    assert not [p for p in out.rglob("*.part")] and not (out / dataset.LOCK).exists()
 
 
 @pytest.mark.slow
@@ -163,7 +164,7 @@ def test_rerun_skips_everything(corpus, tmp_path):
     write_wav(changed / key, test_signal("noise", 1, 4000, seed=99, sample_rate=16000), 16000)
     r = ok(run("tokenize", changed, out, *corpus["common"]))
     assert f"found: 1 encoded, {n - 1} skipped" in r.stdout
-    rows = tk.read_manifest(out)
+    rows = dataset.read_manifest(out)
     assert len(rows) == 3 * n and all(r["path"].startswith(str(changed)) for r in rows)
     names = {p.relative_to(out).as_posix() for p in out.rglob("*.npz")}
     assert names == {r["shard"] for r in rows} and len(names) == 3 * math.ceil((n + len(BROKEN)) / SHARD_SIZE)
@@ -174,11 +175,11 @@ def test_rerun_skips_everything(corpus, tmp_path):
 def test_worker_death_is_reported_then_redone(corpus, tmp_path):
     out, victim = tmp_path / "out", corpus["keys"][10]
     r = ok(run("tokenize", corpus["root"] / "corpus", out, *corpus["common"], "--workers", 2,
-               env={tk.FAULT_ENV: victim}))
+               env={dataset.FAULT_ENV: victim}))
     assert "worker process died" in r.stdout
-    failed = {f["key"]: f for f in map(json.loads, (out / tk.FAILED).read_text().splitlines())}
+    failed = {f["key"]: f for f in map(json.loads, (out / dataset.FAILED).read_text().splitlines())}
     assert failed[victim]["sha256"] is None and set(failed) == set(BROKEN) | {victim}
-    assert {r["key"] for r in tk.read_manifest(out)} == set(corpus["keys"]) - {victim}  # the others are in
+    assert {r["key"] for r in dataset.read_manifest(out)} == set(corpus["keys"]) - {victim}  # the others are in
     r = ok(run("tokenize", corpus["root"] / "corpus", out, *corpus["common"], "-q"))
     assert snapshot(out) == snapshot(corpus["ref"])
 
@@ -192,13 +193,13 @@ def test_killed_run_resumes_without_loss_or_duplicates(corpus, tmp_path):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
-        if (out / tk.MANIFEST).exists() and (out / tk.MANIFEST).read_text().count("\n") >= 3:
+        if (out / dataset.MANIFEST).exists() and (out / dataset.MANIFEST).read_text().count("\n") >= 3:
             break   # a group is journaled (3 bandwidths)
         time.sleep(0.01)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    journal = tk.read_manifest(out)
+    journal = dataset.read_manifest(out)
     assert 0 < len(journal) < 3 * len(corpus["keys"]), "the run was not killed mid-way"
     for row in journal:   # whatever the journal names exists, complete
         with np.load(out / row["shard"]) as shard:
@@ -217,13 +218,13 @@ def test_manifest_inputs(corpus, tmp_path):
     shutil.copytree(src / "sub", tmp_path / "sub")
     relative = [k for k in corpus["keys"] if k.startswith("sub/")][:3]
     (tmp_path / "list.jsonl").write_text("".join(json.dumps({"path": k}) + "\n" for k in relative) + "\n")
-    reference = {row["key"]: codes for row, codes in tk.read_tokens(corpus["ref"], bandwidth=6.0)}
+    reference = {row["key"]: codes for row, codes in dataset.read_tokens(corpus["ref"], bandwidth=6.0)}
     for name, expected, failed in (("list.csv", {str(src / k).lstrip("/"): k for k in chosen}, ["missing.wav"]),
                                    ("list.jsonl", {k: k for k in relative}, [])):
         out = tmp_path / f"out_{name}"
-        summary = tk.tokenize_dataset(tmp_path / name, out, model=corpus["models"]["24"], bandwidths=[6.0],
+        summary = dataset.tokenize_dataset(tmp_path / name, out, model=corpus["models"]["24"], bandwidths=[6.0],
                                       workers=1, backend="numpy")
-        got = {row["key"]: codes for row, codes in tk.read_tokens(out)}
+        got = {row["key"]: codes for row, codes in dataset.read_tokens(out)}
         assert set(got) == set(expected) and summary.encoded == len(expected)
         for key, codes in got.items():
             assert np.array_equal(codes, reference[expected[key]])
@@ -240,10 +241,10 @@ def test_detokenize_round_trip(corpus, tmp_path):
     shard = sorted((corpus["ref"] / "shards/3kbps").iterdir())[1]
     r = ok(run("detokenize", shard, tmp_path / "audio", "--model", corpus["models"]["24"]))
     assert f"wrote {SHARD_SIZE} files" in r.stdout
-    rows = [row for row, _ in tk.read_tokens(shard)]
+    rows = [row for row, _ in dataset.read_tokens(shard)]
     with np.load(shard) as codes:
         for row in rows:
-            y, sr = encodec_np.read_audio(tmp_path / "audio/3kbps" / tk.audio_name(row["key"]))
+            y, sr = encodec_np.read_audio(tmp_path / "audio/3kbps" / dataset.audio_name(row["key"]))
             assert sr == 24000 and y.shape == (1, row["samples"])
             expected = model.decode([(codes[row["key"]][None].astype(np.int64), None)])[0, :, :row["samples"]]
             assert np.abs(y - np.clip(expected, -0.99, 0.99)).max() <= 2 / 32768
@@ -261,12 +262,12 @@ def test_48khz_scales_and_round_trip(corpus, tmp_path):
     write_wav(src / "mono.flac", test_signal("chirp", 1, 9000, seed=2, sample_rate=44100), 44100)
     write_wav(src / "three.wav", test_signal("noise", 3, 4000, seed=3, sample_rate=48000), 48000)
     ok(run("tokenize", src, tmp_path / "out", "--model", corpus["models"]["48"], "-b", "12", "--workers", 1, "-q"))
-    rows = {r["key"]: r for r in tk.read_manifest(tmp_path / "out")}
+    rows = {r["key"]: r for r in dataset.read_manifest(tmp_path / "out")}
     assert set(rows) == {"long.wav", "mono.flac"} and len(rows["long.wav"]["scales"]) == 2
-    assert "channels" in tk._load_jsonl(tmp_path / "out" / tk.FAILED)[0]["error"]
+    assert "channels" in load_jsonl(tmp_path / "out" / dataset.FAILED)[0]["error"]
     ok(run("detokenize", tmp_path / "out", tmp_path / "audio", "--model", corpus["models"]["48"], "-q"))
     for key, row in rows.items():
-        y, sr = encodec_np.read_audio(tmp_path / "audio/12kbps" / tk.audio_name(key))
+        y, sr = encodec_np.read_audio(tmp_path / "audio/12kbps" / dataset.audio_name(key))
         assert sr == 48000 and y.shape == (2, row["samples"])
 
 
@@ -290,8 +291,8 @@ def test_errors_and_exit_codes(corpus, tmp_path):
 
 def test_write_shard_is_reproducible(tmp_path):
     arrays = {"b/x.wav": np.arange(12, dtype=np.int16).reshape(3, 4), "a.flac": np.zeros((2, 0), np.int16)}
-    tk.write_shard(tmp_path / "one.npz", arrays)
-    tk.write_shard(tmp_path / "two.npz", dict(reversed(arrays.items())))
+    dataset.write_shard(tmp_path / "one.npz", arrays)
+    dataset.write_shard(tmp_path / "two.npz", dict(reversed(arrays.items())))
     assert (tmp_path / "one.npz").read_bytes() == (tmp_path / "two.npz").read_bytes()
     with zipfile.ZipFile(tmp_path / "one.npz") as archive:   # no clock in the file (np.savez has one)
         assert {info.date_time for info in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}
@@ -307,4 +308,4 @@ def test_parquet_manifest(corpus, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(corpus["ref"], out)
     ok(run("tokenize", corpus["root"] / "corpus", out, *corpus["common"], "--parquet", "-q"))
-    assert pq.read_table(out / tk.PARQUET).to_pylist() == tk.read_manifest(out)
+    assert pq.read_table(out / dataset.PARQUET).to_pylist() == dataset.read_manifest(out)
