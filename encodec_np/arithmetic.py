@@ -208,7 +208,13 @@ class ArithmeticCoder:
         self.push_range(range_low, range_high)
 
     def push_range(self, range_low: int, range_high: int) -> None:
-        """Narrow to the CDF units ``[range_low, range_high]`` (what :meth:`push` does)."""
+        """Narrow to the CDF units ``[range_low, range_high]`` (what :meth:`push` does).
+
+        Parameters
+        ----------
+        range_low, range_high : int
+            A symbol's first and last unit of the ``2 ** total_range_bits`` a CDF splits.
+        """
         bits = self.total_range_bits
         delta = self.high - self.low + 1
         if delta < (1 << bits):
@@ -299,6 +305,7 @@ class ArithmeticDecoder:
 
     @property
     def bytes_read(self) -> int:
+        """Bytes taken from the file object so far."""
         return self._reader.bytes_read
 
     def pull(self, quantized_cdf: np.ndarray) -> int:
@@ -340,6 +347,11 @@ class ArithmeticDecoder:
 
         Advances the decoder as :meth:`pull` would if it were; used by
         :func:`verify_stream` to check a stream without the CDFs.
+
+        Parameters
+        ----------
+        range_low, range_high : int
+            The pushed symbol's first and last CDF unit, as :attr:`ArithmeticCoder.ranges` recorded them.
         """
         bits = self.total_range_bits
         delta = self._widen()

@@ -91,7 +91,15 @@ def _check_file_rate(path, sample_rate: int) -> None:
 
 
 def warn_if_over_range(wav: np.ndarray, what) -> None:
-    """One :class:`UserWarning` when input audio peaks above 1.0 (the model expects [-1, 1])."""
+    """One :class:`UserWarning` when input audio peaks above 1.0 (the model expects [-1, 1]).
+
+    Parameters
+    ----------
+    wav : ndarray
+        Audio of any shape.
+    what
+        Names the audio in the message (a path, ``"input"``).
+    """
     peak = float(np.abs(wav).max()) if wav.size else 0.0
     if peak > 1.0:
         warnings.warn(f"{what} peaks at {peak:.3g}, beyond [-1, 1]: the codec expects full scale at 1.0, "
@@ -125,6 +133,15 @@ def read_audio(path) -> tuple[np.ndarray, int]:
     Any format libsndfile reads (WAV, FLAC, OGG/Vorbis, AIFF, and MP3 with
     libsndfile >= 1.1). Integer PCM is scaled to [-1, 1).
 
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    wav : [C, T] float32
+    sample_rate : int
+
     Raises
     ------
     FileNotFoundError
@@ -148,7 +165,13 @@ def read_audio(path) -> tuple[np.ndarray, int]:
 
 
 def audio_format(path) -> str:
-    """The libsndfile format (``"WAV"``, ``"FLAC"``, ``"OGG"``, ...) for an output file name."""
+    """The libsndfile format (``"WAV"``, ``"FLAC"``, ``"OGG"``, ...) for an output file name.
+
+    Parameters
+    ----------
+    path : str or Path
+        Only its suffix is read; one libsndfile cannot write raises :class:`EncodecError`.
+    """
     import soundfile as sf
 
     path = Path(path)
@@ -166,6 +189,13 @@ def output_subtype(path, subtype: str = "PCM_16") -> str:
     Formats that cannot hold 16-bit PCM take their own default for ``"PCM_16"``
     (``.ogg``: ``VORBIS``; ``.mp3``: ``MPEG_LAYER_III``); any other subtype
     they cannot hold is an :class:`EncodecError`.
+
+    Parameters
+    ----------
+    path : str or Path
+        The output's name (its suffix gives the format, :func:`audio_format`).
+    subtype : str
+        A libsndfile subtype, or an alias such as ``"float"`` or ``"pcm_24"``.
     """
     return _subtype_for(audio_format(path), subtype)
 
@@ -220,7 +250,13 @@ class AudioWriter:
         return self
 
     def write(self, block: np.ndarray) -> None:
-        """Append ``block [C, n]`` (float, finite)."""
+        """Append ``block [C, n]`` (float, finite).
+
+        Parameters
+        ----------
+        block : [C, n] float ndarray
+            ``C`` the file's channels; samples beyond ±0.99 are clamped.
+        """
         block = _check_waveform(block, "audio to write")
         if block.shape[0] != self.channels:
             raise EncodecError(f"this file has {self.channels} channel(s); got a block of shape {block.shape}")
@@ -250,6 +286,12 @@ def write_audio(path, wav, sample_rate: int, *, rescale: bool = False, subtype: 
 
     Parameters
     ----------
+    path : str or Path
+        The output file; its suffix gives the format (``.wav``, ``.flac``, ``.ogg``, ...).
+    wav : [C, T] or [T] float ndarray
+    sample_rate : int
+    rescale : bool
+        Scale a signal that peaks above 0.99 down instead of clamping it.
     subtype : str
         ``"PCM_16"`` (default, as Meta) or ``"FLOAT"`` (32-bit float WAV), or
         any libsndfile subtype the format supports. Formats without PCM_16
@@ -271,8 +313,13 @@ def write_audio(path, wav, sample_rate: int, *, rescale: bool = False, subtype: 
 
 
 def audio_info(path) -> tuple[int, int, int]:
-    """``(sample_rate, channels, frames)`` of an audio file, with :func:`read_audio`'s errors."""
+    """``(sample_rate, channels, frames)`` of an audio file, with :func:`read_audio`'s errors.
 
+    Parameters
+    ----------
+    path : str or Path
+        Only the header is read.
+    """
     path = _existing_file(path)
     info = _checked_info(path)
     if info.frames <= 0:
@@ -284,6 +331,16 @@ def read_blocks(path, block: int) -> Iterator[np.ndarray]:
     """Read an audio file ``block`` samples at a time: float32 ``[C, n]`` blocks (the last may be shorter).
 
     The memory is that of one block, whatever the file's length; errors as :func:`read_audio`.
+
+    Parameters
+    ----------
+    path : str or Path
+    block : int
+        Samples per channel in each block.
+
+    Yields
+    ------
+    [C, n] float32
     """
     import soundfile as sf
 
@@ -313,7 +370,19 @@ def convert_audio(wav, sr: int, target_sr: int, target_channels: int) -> np.ndar
     converted (:class:`EncodecError`). Then, if the rates differ, resampling
     with :func:`scipy.signal.resample_poly` by ``target_sr / sr`` reduced to
     lowest terms (44100 → 48000 is up 160, down 147); the output has
-    ``ceil(T * target_sr / sr)`` samples. Returns the input's float dtype.
+    ``ceil(T * target_sr / sr)`` samples.
+
+    Parameters
+    ----------
+    wav : [C, T] or [B, C, T] float ndarray
+    sr : int
+        The sample rate of ``wav``.
+    target_sr, target_channels : int
+
+    Returns
+    -------
+    [target_channels, T'] or [B, target_channels, T']
+        Contiguous, in the input's float dtype.
     """
     if not isinstance(wav, np.ndarray):
         wav = np.asarray(wav)
@@ -344,3 +413,30 @@ def convert_audio(wav, sr: int, target_sr: int, target_channels: int) -> np.ndar
         out = resample_poly(wav, up, down, axis=-1)
         wav = out.astype(wav.dtype, copy=False)
     return np.ascontiguousarray(wav)
+
+
+def read_for_model(path, model, *, resample: bool = True) -> np.ndarray:
+    """A whole audio file as ``model``'s input.
+
+    Parameters
+    ----------
+    path : str or Path
+        Any file :func:`read_audio` reads.
+    model : EncodecModel
+        Gives the sample rate and channel count.
+    resample : bool
+        Convert another sample rate to the model's (as the official code does);
+        when False, a file at another rate is an error (the golden vectors keep
+        the file's samples exactly).
+
+    Returns
+    -------
+    [C, T] float32
+        Channels converted as the official ``convert_audio`` does.
+    """
+    wav, sample_rate = read_audio(path)
+    warn_if_over_range(wav, path)
+    if not resample and sample_rate != model.sample_rate:
+        raise EncodecError(f"{path} is sampled at {sample_rate} Hz but {model.name} needs "
+                           f"{model.sample_rate} Hz; resample it first")
+    return convert_audio(wav, sample_rate, model.sample_rate, model.channels).astype(np.float32, copy=False)

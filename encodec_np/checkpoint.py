@@ -34,7 +34,19 @@ PRETRAINED_NAMES = ("encodec_np_small_24khz", "encodec_24khz", "encodec_48khz",
 
 # --------------------------------------------------------------------------- weight norm & names
 def fold_weight_norm(g: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """``w = g * v / ||v||`` with the norm over every axis but 0 (PyTorch ``weight_norm``, dim=0)."""
+    """``w = g * v / ||v||`` with the norm over every axis but 0 (PyTorch ``weight_norm``, dim=0).
+
+    Parameters
+    ----------
+    g : [N, 1, ..., 1]
+        ``weight_g``.
+    v : [N, ...]
+        ``weight_v``.
+
+    Returns
+    -------
+    float64 ndarray of ``v``'s shape
+    """
     v64 = v.astype(np.float64)
     norm = np.sqrt((v64 ** 2).sum(axis=tuple(range(1, v.ndim)), keepdims=True))
     return g.astype(np.float64) * v64 / norm  # kept in float64: the model casts to its dtype
@@ -46,7 +58,15 @@ _UNUSED = re.compile(r"quantizer\.vq\.layers\.\d+\._codebook\.(inited|cluster_si
 
 
 def hf_to_official(key: str, convtr_prefixes: set[str]) -> str:
-    """Rename a Hugging Face ``EncodecModel`` key to the official ``encodec`` name."""
+    """Rename a Hugging Face ``EncodecModel`` key to the official ``encodec`` name.
+
+    Parameters
+    ----------
+    key : str
+        A tensor name in ``model.safetensors``; names it does not know come back unchanged.
+    convtr_prefixes : set of str
+        The official prefixes (``decoder.model.N``) of the transposed convolutions.
+    """
     for hf, official in _WN_SPELLINGS:
         key = key.replace(hf, official)
     m = re.match(r"quantizer\.layers\.(\d+)\.codebook\.(.+)$", key)
@@ -65,7 +85,25 @@ def hf_to_official(key: str, convtr_prefixes: set[str]) -> str:
 
 
 def canonicalize(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Official-named state → canonical params: fold weight norm, stack codebooks, drop buffers."""
+    """Official-named state → canonical params: fold weight norm, stack codebooks, drop buffers.
+
+    Parameters
+    ----------
+    state : dict of str → ndarray
+        An official ``encodec`` state dict (``weight_g``/``weight_v`` pairs,
+        ``quantizer.vq.layers.{i}._codebook.embed``).
+
+    Returns
+    -------
+    dict of str → ndarray
+        Named as :func:`~encodec_np.model.expected_param_shapes` names them.
+
+    Raises
+    ------
+    CheckpointError
+        A weight-norm half without the other, non-finite weights, or codebooks
+        that are not numbered ``0..n-1`` or differ in shape.
+    """
     check_weights({k: v for k, v in state.items() if not _UNUSED.search(k)})
     params, codebooks = {}, {}
     for key, value in state.items():
@@ -105,6 +143,16 @@ def infer_official_config(params: dict[str, np.ndarray]) -> EncodecConfig:
     The causal/non-causal choice is not visible in the weights; Meta's two
     published models tie it to the norm (weight norm: causal 24 kHz mono;
     GroupNorm: non-causal 48 kHz stereo), as their constructors do.
+
+    Parameters
+    ----------
+    params : dict of str → ndarray
+        Canonical params (:func:`canonicalize`).
+
+    Raises
+    ------
+    CheckpointError
+        Neither of Meta's structures.
     """
     first = params.get("encoder.model.0.conv.conv.weight")
     books = params.get(CODEBOOKS)
@@ -125,6 +173,13 @@ def to_official_state(params: dict[str, np.ndarray], config: EncodecConfig) -> d
     Weight-norm models get ``weight_v = w`` and ``weight_g = ||w||`` (over all
     axes but 0), which fold back to ``w``; codebooks are split per layer with
     the buffers the official ``load_state_dict`` expects.
+
+    Parameters
+    ----------
+    params : dict of str → ndarray
+        Canonical params.
+    config : EncodecConfig
+        Whether the model uses weight norm (``config.seanet.norm``).
     """
     state = {}
     for key, value in params.items():
@@ -264,7 +319,17 @@ def _parse_json(raw, what: str):
 
 
 def read_hf(folder) -> tuple[EncodecConfig, dict[str, np.ndarray]]:
-    """Read a Hugging Face ``facebook/encodec_*`` folder (``config.json`` + ``model.safetensors``)."""
+    """Read a Hugging Face ``facebook/encodec_*`` folder (``config.json`` + ``model.safetensors``).
+
+    Parameters
+    ----------
+    folder : str or Path
+
+    Returns
+    -------
+    (EncodecConfig, dict of str → ndarray)
+        The config from ``config.json`` and the canonical params.
+    """
     from safetensors.numpy import load_file
 
     folder = Path(folder)
@@ -289,7 +354,20 @@ def _load_safetensors(path, loader):
 
 
 def read_ours(path) -> tuple[EncodecConfig, dict[str, np.ndarray]]:
-    """Read our single-file format: canonical params + the config JSON in the metadata."""
+    """Read our single-file format: canonical params + the config JSON in the metadata.
+
+    A ``.safetensors`` file without that metadata is read as official-named
+    weights of one of Meta's structures (:func:`infer_official_config`).
+
+    Parameters
+    ----------
+    path : str or Path
+        A ``.safetensors`` file.
+
+    Returns
+    -------
+    (EncodecConfig, dict of str → ndarray)
+    """
     from safetensors import safe_open
     from safetensors.numpy import load_file
 
@@ -318,8 +396,19 @@ def read_ours(path) -> tuple[EncodecConfig, dict[str, np.ndarray]]:
 def read_checkpoint(path, config: EncodecConfig | None = None) -> tuple[EncodecConfig, dict[str, np.ndarray]]:
     """Read any supported checkpoint into ``(config, canonical params)``.
 
-    ``path`` is a Meta ``.th`` file, a Hugging Face folder, or a ``.safetensors``
-    file (ours or official-named). ``config`` overrides the inferred one.
+    Parameters
+    ----------
+    path : str or Path
+        A Meta ``.th`` file, a Hugging Face folder, or a ``.safetensors`` file
+        (ours or official-named).
+    config : EncodecConfig, optional
+        Overrides the config read or inferred from the file.
+
+    Returns
+    -------
+    (EncodecConfig, dict of str → ndarray)
+        The canonical params are not checked against the config here
+        (:class:`~encodec_np.model.EncodecModel` does).
     """
     path = Path(path)
     if path.is_dir():
@@ -384,8 +473,14 @@ def load_model(path_or_name=None, *, backend: str = "auto", dtype="float32",
     dtype : ``"float32"`` or ``"float64"``.
     config : EncodecConfig, optional
         Overrides the configuration inferred from the file.
+    cache_dir : str or Path, optional
+        Where Meta's files are cached (see :func:`resolve_checkpoint`).
     threads : int, optional
         Threads per call (default: all cores); see :class:`~encodec_np.model.EncodecModel`.
+
+    Returns
+    -------
+    EncodecModel
     """
     cfg, params = read_checkpoint(resolve_checkpoint(path_or_name, cache_dir), config)
     return EncodecModel(cfg, params, backend=backend, dtype=dtype, threads=threads)
@@ -394,10 +489,16 @@ def load_model(path_or_name=None, *, backend: str = "auto", dtype="float32",
 def save_model(model, path, dtype=None) -> None:
     """Write ``model`` as one safetensors file with its config in the metadata.
 
-    ``dtype`` is the storage type (default: the model's); ``"float16"``
-    halves the file, and loading casts back to the model's dtype. A tensor
-    whose values do not fit the storage type (beyond float16's ±65504) keeps
-    the model's dtype rather than turning into ``inf``.
+    Parameters
+    ----------
+    model : EncodecModel
+    path : str or Path
+        The file to write, replaced as a whole (written as ``path.tmp``, then renamed).
+    dtype : str, optional
+        The storage type (default: the model's); ``"float16"`` halves the
+        file, and loading casts back to the model's dtype. A tensor whose
+        values do not fit the storage type (beyond float16's ±65504) keeps
+        the model's dtype rather than turning into ``inf``.
     """
     from safetensors.numpy import save_file
 

@@ -29,7 +29,15 @@ END = struct.Struct("<hQ")
 
 
 def header_bytes(name: str, codebooks: int) -> bytes:
-    """The header of a stream of ``codebooks`` codes per frame from the model ``name``."""
+    """The header of a stream of ``codebooks`` codes per frame from the model ``name``.
+
+    Parameters
+    ----------
+    name : str
+        The model's name, under 65536 bytes of UTF-8.
+    codebooks : int
+        ``K``, from 1 to 65535.
+    """
     raw = name.encode("utf-8")
     if not 1 <= codebooks < 1 << 16 or len(raw) >= 1 << 16:
         raise EncodecError(f"cannot frame {codebooks} codebooks of the model {name!r:.60}")
@@ -37,7 +45,13 @@ def header_bytes(name: str, codebooks: int) -> bytes:
 
 
 def end_bytes(samples: int) -> bytes:
-    """The end record: the input held ``samples`` samples per channel."""
+    """The end record: the input held ``samples`` samples per channel.
+
+    Parameters
+    ----------
+    samples : int
+        Non-negative, below ``2 ** 64``.
+    """
     return END.pack(END_MARK, samples)
 
 
@@ -53,7 +67,18 @@ def _read(fo: BinaryIO, n: int, what: str) -> bytes:
 
 
 def read_header(fo: BinaryIO) -> tuple[str, int]:
-    """Read a stream's header from ``fo``: ``(model name, codebooks)``."""
+    """Read a stream's header from ``fo``: ``(model name, codebooks)``.
+
+    Parameters
+    ----------
+    fo : binary file object
+        Positioned at the start of the stream; left just after the header.
+
+    Raises
+    ------
+    EncodecError
+        Not a code stream, another version, or a truncated or corrupt header.
+    """
     magic, version, codebooks, size = HEADER.unpack(_read(fo, HEADER.size, "header"))
     if magic != MAGIC:
         raise EncodecError(f"not an encodec-np code stream: it starts with {magic!r}, not {MAGIC!r} "
@@ -87,7 +112,13 @@ class FrameReader:
         self._pending = b""
 
     def feed(self, data: bytes) -> np.ndarray:
-        """The whole frames in ``pending + data``: int64 ``[K, n]`` (``n`` may be 0)."""
+        """The whole frames in ``pending + data``: int64 ``[K, n]`` (``n`` may be 0).
+
+        Parameters
+        ----------
+        data : bytes
+            The stream's next bytes, cut anywhere; a partial frame waits for the next call.
+        """
         if self.length is not None and data:
             raise EncodecError("the code stream goes on after its end record")
         buf = self._pending + data

@@ -136,6 +136,7 @@ class RVQConfig:
 
     @property
     def bits_per_codebook(self) -> int:
+        """Bits of one code: ``log2(bins)``."""
         return int(math.log2(self.bins))
 
 
@@ -179,6 +180,7 @@ class EncodecConfig:
 
     @property
     def channels(self) -> int:
+        """Audio channels: the SEANet's."""
         return self.seanet.channels
 
     @property
@@ -188,15 +190,27 @@ class EncodecConfig:
 
     @property
     def segment_length(self) -> int | None:
+        """Samples per segment, ``int(segment * sample_rate)``; None without segments."""
         return None if self.segment is None else int(self.segment * self.sample_rate)
 
     @property
     def segment_stride(self) -> int | None:
+        """Samples between segment starts, ``max(1, int((1 - overlap) * segment_length))``; None without segments."""
         length = self.segment_length
         return None if length is None else max(1, int((1 - self.overlap) * length))
 
     def checked_bandwidth(self, bandwidth: float | None = None) -> float:
-        """``bandwidth`` (``None``: :data:`DEFAULT_BANDWIDTH`) if the model has it, else :class:`BandwidthError`."""
+        """``bandwidth`` (``None``: :data:`DEFAULT_BANDWIDTH`) if the model has it, else :class:`BandwidthError`.
+
+        Parameters
+        ----------
+        bandwidth : float, optional
+            kbps, one of :attr:`target_bandwidths`.
+
+        Returns
+        -------
+        float
+        """
         choices = ", ".join(f"{b:g}" for b in self.target_bandwidths)
         if bandwidth is None:
             if DEFAULT_BANDWIDTH not in self.target_bandwidths:
@@ -207,14 +221,33 @@ class EncodecConfig:
         return bandwidth
 
     def replace(self, **changes) -> "EncodecConfig":
+        """A copy with some fields changed (``dataclasses.replace``), checked again.
+
+        Parameters
+        ----------
+        **changes
+            Field names and their new values.
+        """
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
+        """The fields as plain nested dicts, for JSON (checkpoint metadata); see :meth:`from_dict`."""
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "EncodecConfig":
-        """Inverse of :meth:`to_dict` (lists become tuples)."""
+        """Inverse of :meth:`to_dict` (lists become tuples).
+
+        Parameters
+        ----------
+        d : dict
+            As :meth:`to_dict` gives it (or as read back from JSON).
+
+        Raises
+        ------
+        EncodecError
+            A missing, unknown or invalid field.
+        """
         try:
             d = dict(d)
             seanet = dict(d.pop("seanet"))

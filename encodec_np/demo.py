@@ -21,10 +21,23 @@ DEMO_CLIP = ASSETS / "demo_speech_24k.flac"
 def run_demo(model, wav: np.ndarray, progress=None) -> list[dict]:
     """Encode and decode ``wav [C, T]`` at each of ``model``'s bandwidths.
 
-    Returns one dict per bandwidth: ``kbps``, ``tokens_per_s``, ``si_snr``
-    (dB), ``mel_db`` (log-mel distance, dB), ``encode_rtf`` / ``decode_rtf``
-    (seconds of audio per second of compute) and ``audio [C, T]``. One short
-    warm-up call first keeps JIT compilation out of the timings.
+    One short warm-up call first keeps JIT compilation out of the timings.
+    The model is left at its last bandwidth.
+
+    Parameters
+    ----------
+    model : EncodecModel
+    wav : [C, T] float
+        At the model's sample rate and channels.
+    progress : optional
+        Anything with ``update(1)`` (a tqdm bar), called after each bandwidth.
+
+    Returns
+    -------
+    list of dict
+        One per bandwidth: ``kbps``, ``tokens_per_s``, ``si_snr`` (dB),
+        ``mel_db`` (log-mel distance, dB), ``encode_rtf`` / ``decode_rtf``
+        (seconds of audio per second of compute) and ``audio [C, T]``.
     """
     from .metrics import mel_distance, si_snr
 
@@ -49,6 +62,13 @@ def run_demo(model, wav: np.ndarray, progress=None) -> list[dict]:
 
 
 def format_table(rows: list[dict]) -> str:
+    """:func:`run_demo`'s rows as the demo's text table, one line per bandwidth under a header.
+
+    Parameters
+    ----------
+    rows : list of dict
+        As :func:`run_demo` returns them.
+    """
     lines = ["  kbps  tokens/s  SI-SNR dB  log-mel dist dB  encode xRT  decode xRT"]
     for r in rows:
         lines.append(f"{r['kbps']:6g}  {r['tokens_per_s']:8d}  {r['si_snr']:9.2f}  {r['mel_db']:15.2f}  "
@@ -92,7 +112,15 @@ def spectrogram_figure(wav: np.ndarray, rows: list[dict], sample_rate: int):
 
 
 def plot_spectrograms(path: Path, wav: np.ndarray, rows: list[dict], sample_rate: int) -> bool:
-    """Write :func:`spectrogram_figure` as a PNG at ``path``; False without matplotlib."""
+    """Write :func:`spectrogram_figure` as a PNG at ``path``; False without matplotlib.
+
+    Parameters
+    ----------
+    path : Path
+        The PNG to write (under a temporary name, then renamed).
+    wav, rows, sample_rate
+        As for :func:`spectrogram_figure`.
+    """
     try:
         fig = spectrogram_figure(wav, rows, sample_rate)
     except ImportError:

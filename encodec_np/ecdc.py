@@ -82,7 +82,12 @@ Source = Union[bytes, bytearray, memoryview, BinaryIO, str, os.PathLike]
 
 # --------------------------------------------------------------------------- bit packing
 def packed_size(count: int, bits: int) -> int:
-    """Bytes taken by ``count`` codes of ``bits`` bits: ``ceil(count * bits / 8)``."""
+    """Bytes taken by ``count`` codes of ``bits`` bits: ``ceil(count * bits / 8)``.
+
+    Parameters
+    ----------
+    count, bits : int
+    """
     return -(-int(count) * int(bits) // 8)
 
 
@@ -91,6 +96,18 @@ def pack_codes(codes, bits: int) -> bytes:
 
     Byte-for-byte what Meta's ``binary.BitPacker`` writes when the codes are
     pushed in that order and the packer is flushed once at the end.
+
+    Parameters
+    ----------
+    codes : [K, T] int
+        Each in ``[0, 2 ** bits)``.
+    bits : int
+        Bits per code, 1 to 32.
+
+    Returns
+    -------
+    bytes
+        :func:`packed_size` ``(K * T, bits)`` of them.
     """
     codes = np.asarray(codes)
     if codes.ndim != 2:
@@ -113,7 +130,16 @@ def pack_codes(codes, bits: int) -> bytes:
 
 
 def unpack_codes(data, bits: int, num_codebooks: int, num_frames: int) -> np.ndarray:
-    """Inverse of :func:`pack_codes`: the first ``packed_size(K * T, bits)`` bytes → codes ``[K, T]`` int64."""
+    """Inverse of :func:`pack_codes`: the first ``packed_size(K * T, bits)`` bytes → codes ``[K, T]`` int64.
+
+    Parameters
+    ----------
+    data : bytes-like
+        At least ``packed_size(K * T, bits)`` bytes; fewer raise :class:`EncodecError`.
+    bits : int
+    num_codebooks, num_frames : int
+        ``K`` and ``T``.
+    """
     bits, k, t = int(bits), int(num_codebooks), int(num_frames)
     count = k * t
     need = packed_size(count, bits)
@@ -160,7 +186,12 @@ def _read_exactly(fo: BinaryIO, size: int, what: str) -> bytes:
 
 
 def codes_crc32(codes_per_segment) -> int:
-    """CRC-32 of a file's codes: each segment's ``[K, T]`` as little-endian int16, time-major, in order."""
+    """CRC-32 of a file's codes: each segment's ``[K, T]`` as little-endian int16, time-major, in order.
+
+    Parameters
+    ----------
+    codes_per_segment : iterable of [K, T] int arrays
+    """
     crc = 0
     for codes in codes_per_segment:
         crc = zlib.crc32(np.ascontiguousarray(np.asarray(codes).T, dtype="<i2").tobytes(), crc)
@@ -171,8 +202,19 @@ def header_bytes(name: str, audio_length: int, num_codebooks: int, use_lm: bool,
                  crc: Optional[int] = None) -> bytes:
     """The 9-byte struct plus the JSON header, exactly as Meta's ``write_ecdc_header``.
 
-    ``crc`` (LM-coded files only, see :func:`codes_crc32`) is appended as a
-    fifth field, ``"crc"``; without it the bytes are Meta's.
+    Parameters
+    ----------
+    name : str
+        The model's name (``"m"``).
+    audio_length : int
+        Samples per channel (``"al"``).
+    num_codebooks : int
+        ``"nc"``.
+    use_lm : bool
+        Whether the payload is entropy coded (``"lm"``).
+    crc : int, optional
+        LM-coded files only (see :func:`codes_crc32`): appended as a fifth
+        field, ``"crc"``; without it the bytes are Meta's.
     """
     meta = {"m": name, "al": int(audio_length), "nc": int(num_codebooks), "lm": bool(use_lm)}
     if crc is not None:
@@ -238,9 +280,12 @@ def _read_header(fo: BinaryIO) -> dict:
 def read_header(source: Source) -> dict:
     """The JSON header of an ``.ecdc`` file: ``{"m": name, "al": samples, "nc": codebooks, "lm": bool}``.
 
-    ``source`` is the file's bytes, a path, or a binary file object (read
-    up to the end of the header). Checks the magic, version and field types;
-    raises :class:`EncodecError` otherwise.
+    Checks the magic, version and field types; raises :class:`EncodecError` otherwise.
+
+    Parameters
+    ----------
+    source : bytes, path or binary file object
+        The file's bytes, its path, or a file object (read up to the end of the header).
     """
     if isinstance(source, (str, os.PathLike)):
         with open(source, "rb") as f:
@@ -250,6 +295,14 @@ def read_header(source: Source) -> dict:
 
 # --------------------------------------------------------------------------- segments
 def num_segments(config: EncodecConfig, audio_length: int) -> int:
+    """How many segments :func:`segments` gives (1 for models without segments).
+
+    Parameters
+    ----------
+    config : EncodecConfig
+    audio_length : int
+        Samples per channel, at least 1.
+    """
     stride = config.segment_stride or audio_length
     return -(-int(audio_length) // stride)
 
@@ -259,6 +312,17 @@ def segments(config: EncodecConfig, audio_length: int) -> Iterator[Tuple[int, in
 
     ``frames = ceil(length / hop_length)``: the count the encoder produces (see
     the module docstring on Meta's issue #35).
+
+    Parameters
+    ----------
+    config : EncodecConfig
+        Gives the segment length and stride (none: one segment) and the hop.
+    audio_length : int
+        Samples per channel.
+
+    Yields
+    ------
+    (offset, length, frames) : tuple of int
     """
     audio_length = int(audio_length)
     seg = config.segment_length or audio_length
@@ -293,7 +357,15 @@ def _lm_module():
 
 
 def resolve_lm(lm, model_name: str):
-    """The LM to use: ``lm`` itself, loaded from a name/path, or the default LM of ``model_name``."""
+    """The LM to use: ``lm`` itself, loaded from a name/path, or the default LM of ``model_name``.
+
+    Parameters
+    ----------
+    lm : LMModel, str, PathLike or None
+        A loaded LM, a name or path for :func:`encodec_np.lm.load_lm`, or None.
+    model_name : str
+        The codec whose LM None stands for (:func:`encodec_np.lm.lm_name_for`).
+    """
     mod = _lm_module()
     if lm is None:
         return mod.load_lm(mod.lm_name_for(model_name))
@@ -307,10 +379,25 @@ def write_frames(fo: BinaryIO, name: str, config: EncodecConfig, frames: List[Fr
                  *, use_lm: bool = False, lm=None, progress: Progress = None) -> None:
     """Write the header and the payload of ``frames`` (as :meth:`EncodecModel.encode` returns them).
 
-    ``frames`` holds one ``(codes [1, K, T] or [K, T], scale)`` per segment of
-    ``audio_length`` samples under ``config``; ``scale`` is a positive number
-    (or a one-element array) when ``config.normalize``, else ``None``. With
-    ``use_lm``, ``lm`` must be a loaded LM (see :func:`resolve_lm`).
+    Parameters
+    ----------
+    fo : binary file object
+        Written to and flushed.
+    name : str
+        The model's name for the header.
+    config : EncodecConfig
+        Gives the segment layout, the code width and whether frames carry scales.
+    frames : list of (codes [1, K, T] or [K, T], scale)
+        One per segment of ``audio_length`` samples under ``config``, the same
+        ``K`` in each; ``scale`` is a positive number (or a one-element array)
+        when ``config.normalize``, else ``None``.
+    audio_length : int
+        Samples per channel of the encoded audio.
+    use_lm : bool
+        Entropy code the codes with ``lm``, which must then be a loaded LM (see :func:`resolve_lm`).
+    lm : LMModel, optional
+    progress : callable, optional
+        ``progress(stage, done, total)`` after each segment.
     """
     audio_length = int(audio_length)
     layout = list(segments(config, audio_length)) if 1 <= audio_length <= MAX_AUDIO_LENGTH else []
@@ -376,6 +463,24 @@ def read_frames(source: Source, config: EncodecConfig, *, header: Optional[dict]
     raises :class:`EncodecError`. A file without it (Meta's tool writes
     none) is refused before decoding unless ``trust_lm`` is true: its codes
     could come back wrong without any sign.
+
+    Parameters
+    ----------
+    source : bytes, path or binary file object
+    config : EncodecConfig
+    header : dict, optional
+        As :func:`read_header` returned it from ``source``, a file object.
+    lm : LMModel, str, PathLike or None
+        For LM-coded files (see :func:`resolve_lm`).
+    progress : callable, optional
+        ``progress(stage, done, total)`` after each segment.
+    trust_lm : bool
+        Decode LM-coded files that carry no ``"crc"``.
+
+    Returns
+    -------
+    header : dict
+    frames : list of (codes [1, nc, T] int64, scale [1, 1] float32 or None)
     """
     fo = _as_file(source)
     if header is None or not hasattr(source, "read"):  # bytes or a path: the header is at the start
@@ -453,12 +558,40 @@ def _stage(progress: Progress, stage: str):
 
 
 def encode_frames(model, wav, progress: Progress = None) -> List[Frame]:
-    """``model.encode(wav[None])`` for one waveform ``[C, T]``, reporting progress per segment or chunk."""
+    """``model.encode(wav[None])`` for one waveform ``[C, T]``, reporting progress per segment or chunk.
+
+    Parameters
+    ----------
+    model : EncodecModel
+    wav : [C, T] float ndarray
+        At most :data:`MAX_AUDIO_LENGTH` samples.
+    progress : callable, optional
+        ``progress("encoding", done, total)``.
+
+    Returns
+    -------
+    list of (codes [1, K, F] int64, scale [1, 1] or None)
+    """
     return model.encode(_check_waveform(model, wav), progress=_stage(progress, "encoding"))
 
 
 def decode_frames(model, frames: List[Frame], audio_length: int, progress: Progress = None) -> np.ndarray:
-    """``model.decode(frames)`` trimmed to ``audio_length``: ``[C, audio_length]`` float32."""
+    """``model.decode(frames)`` trimmed to ``audio_length``: ``[C, audio_length]`` float32.
+
+    Parameters
+    ----------
+    model : EncodecModel
+    frames : list of (codes [1, K, F] int, scale [1, 1] or None)
+        As :func:`read_frames` returns them.
+    audio_length : int
+    progress : callable, optional
+        ``progress("decoding", done, total)``.
+
+    Raises
+    ------
+    EncodecError
+        The decoded samples are not finite.
+    """
     out = model.decode(frames, progress=_stage(progress, "decoding"))
     out = np.ascontiguousarray(out[0, :, :int(audio_length)], dtype=np.float32)
     if not np.isfinite(out).all():
@@ -467,7 +600,14 @@ def decode_frames(model, frames: List[Frame], audio_length: int, progress: Progr
 
 
 def resolve_model(model, name: str):
-    """``model`` if its name is ``name``; with ``model=None``, the shipped or pretrained model ``name``."""
+    """``model`` if its name is ``name``; with ``model=None``, the shipped or pretrained model ``name``.
+
+    Parameters
+    ----------
+    model : EncodecModel or None
+    name : str
+        The model named in a file's header; another model's name raises :class:`EncodecError`.
+    """
     if model is None:
         from .config import PRESETS
 
@@ -491,9 +631,20 @@ def compress_to_file(model, wav, fo: BinaryIO, use_lm: bool = False, lm=None, *,
     """Compress ``wav [C, T]`` (at ``model.sample_rate``, ``model.channels``) into the file object ``fo``.
 
     Uses the model's current bandwidth (:meth:`EncodecModel.set_target_bandwidth`).
-    With ``use_lm``, the codes are entropy coded with ``lm`` (a loaded LM, a
-    name or a path; default: the LM matching the model, downloaded once).
-    ``progress(stage, done, total)`` is called after each segment.
+    A file the LM cannot code is written without it, with a warning.
+
+    Parameters
+    ----------
+    model : EncodecModel
+    wav : [C, T] float ndarray
+        At ``model.sample_rate`` with ``model.channels``.
+    fo : binary file object
+    use_lm : bool
+        Entropy code the codes with the language model (smaller, much slower).
+    lm : LMModel, str or PathLike, optional
+        A loaded LM, a name or a path; default: the LM matching the model, downloaded once.
+    progress : callable, optional
+        ``progress(stage, done, total)``, called after each segment.
     """
     if use_lm:
         lm = resolve_lm(lm, model.name)  # before the slow encode: fail fast
@@ -516,7 +667,17 @@ def compress_to_file(model, wav, fo: BinaryIO, use_lm: bool = False, lm=None, *,
 
 
 def compress(model, wav, use_lm: bool = False, lm=None, *, progress: Progress = None) -> bytes:
-    """Compress ``wav [C, T]`` to ``.ecdc`` bytes; see :func:`compress_to_file`."""
+    """Compress ``wav [C, T]`` to ``.ecdc`` bytes; see :func:`compress_to_file`.
+
+    Parameters
+    ----------
+    model, wav, use_lm, lm, progress
+        As for :func:`compress_to_file`.
+
+    Returns
+    -------
+    bytes
+    """
     fo = io.BytesIO()
     compress_to_file(model, wav, fo, use_lm=use_lm, lm=lm, progress=progress)
     return fo.getvalue()
@@ -526,11 +687,25 @@ def decompress_from_file(fo: BinaryIO, model=None, lm=None, *, progress: Progres
                          trust_lm: bool = False) -> Tuple[np.ndarray, int]:
     """Decompress an ``.ecdc`` stream: ``(wav [C, al] float32, sample_rate)``.
 
-    ``model`` must carry the name in the header; ``None`` loads Meta's
-    pretrained model of that name (``encodec_24khz`` / ``encodec_48khz``).
-    LM-coded files use ``lm`` (default: the LM matching the model) and are
-    checked against their code checksum; ``trust_lm`` accepts LM files
-    without one (see :func:`read_frames`).
+    Parameters
+    ----------
+    fo : binary file object
+        Read from its current position.
+    model : EncodecModel, optional
+        Must carry the name in the header; ``None`` loads the model of that
+        name (:func:`resolve_model`).
+    lm : LMModel, str or PathLike, optional
+        For LM-coded files (default: the LM matching the model); their codes
+        are checked against the code checksum.
+    progress : callable, optional
+        ``progress(stage, done, total)`` after each segment.
+    trust_lm : bool
+        Accept LM-coded files without a checksum (see :func:`read_frames`).
+
+    Returns
+    -------
+    wav : [C, al] float32
+    sample_rate : int
     """
     fo = _as_file(fo)
     meta = _read_header(fo)
@@ -541,7 +716,15 @@ def decompress_from_file(fo: BinaryIO, model=None, lm=None, *, progress: Progres
 
 def decompress(data, model=None, lm=None, *, progress: Progress = None,
                trust_lm: bool = False) -> Tuple[np.ndarray, int]:
-    """Decompress ``.ecdc`` bytes: ``(wav [C, al] float32, sample_rate)``; see :func:`decompress_from_file`."""
+    """Decompress ``.ecdc`` bytes: ``(wav [C, al] float32, sample_rate)``; see :func:`decompress_from_file`.
+
+    Parameters
+    ----------
+    data : bytes-like
+        A whole ``.ecdc`` file.
+    model, lm, progress, trust_lm
+        As for :func:`decompress_from_file`.
+    """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise EncodecError(f"decompress takes bytes, got {type(data).__name__}; "
                            "use decompress_from_file for file objects")

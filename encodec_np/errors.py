@@ -23,7 +23,12 @@ class BandwidthError(EncodecError):
 
 
 def describe_error(exc: BaseException) -> str:
-    """One line for an error: ``path: reason`` for OS errors, else the message (or the type's name)."""
+    """One line for an error: ``path: reason`` for OS errors, else the message (or the type's name).
+
+    Parameters
+    ----------
+    exc : BaseException
+    """
     if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
         return f"{exc.filename}: {exc.strerror}"
     return str(exc) or type(exc).__name__

@@ -114,6 +114,16 @@ def _create_temp(path: Path) -> Path:
 def atomic_output(path) -> Iterator[Path]:
     """Yield a temporary path to write; on success it is renamed to ``path``.
 
+    On an error (or an interrupt) the temporary file is removed and ``path``
+    is left as it was.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file to create or replace; its folder must exist.
+
+    Examples
+    --------
     >>> with atomic_output("out.bin") as tmp:      # doctest: +SKIP
     ...     tmp.write_bytes(data)
     """
@@ -129,7 +139,13 @@ def atomic_output(path) -> Iterator[Path]:
 
 
 def write_bytes_atomic(path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (see :func:`atomic_output`)."""
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_output`).
+
+    Parameters
+    ----------
+    path : str or Path
+    data : bytes
+    """
     with atomic_output(path) as tmp:
         with open(tmp, "wb") as f:
             f.write(data)

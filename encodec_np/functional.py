@@ -104,6 +104,11 @@ def output_size(hidden_dim: int = 128) -> int:
 
     Four stride stages each double the channels of the first convolution's
     ``hidden_dim`` filters, so ``D = hidden_dim * 2**4``.
+
+    Parameters
+    ----------
+    hidden_dim : int
+        Filters of the first convolution, positive.
     """
     return 16 * _positive_int(hidden_dim, "hidden_dim")
 
@@ -114,6 +119,11 @@ def seanet_config(hidden_dim: int = 128) -> SEANetConfig:
     The official 24 kHz layout (causal, weight norm, reflect padding, kernel 7,
     ratios 8, 5, 4, 2, two LSTM layers) with ``n_filters = hidden_dim`` and an
     output ``dimension = 16 * hidden_dim``, the seed's ``final_dim``.
+
+    Parameters
+    ----------
+    hidden_dim : int
+        Filters of the first convolution, at least 2.
     """
     # compress=2 halves the residual width: hidden_dim 1 would give 0-channel convs.
     hidden_dim = _positive_int(hidden_dim, "hidden_dim", minimum=2)
@@ -568,6 +578,14 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int = N_MELS) -> np.nda
     STFT bin frequencies ``linspace(0, sample_rate // 2, n_fft // 2 + 1)``.
     With small FFTs (32 samples: 17 bins) many of the 64 triangles fall
     between bins and are all zero, as in torchaudio.
+
+    Parameters
+    ----------
+    sample_rate : int
+    n_fft : int
+        The STFT's size.
+    n_mels : int
+        Mel bands.
     """
     n_freqs = n_fft // 2 + 1
     all_freqs = np.linspace(0.0, sample_rate // 2, n_freqs)
@@ -593,6 +611,20 @@ def mel_spectrogram(x: np.ndarray, sample_rate: int, n_fft: int, n_mels: int = N
     one sample) are first extended with zeros, reflected, and the zeros
     dropped again (:func:`encodec_np.ops.pad1d`), and at least one full window
     is always taken, so short inputs never fail.
+
+    Parameters
+    ----------
+    x : [N, S] float
+        ``N`` signals of ``S`` samples.
+    sample_rate : int
+    n_fft : int
+        Window and FFT size.
+    n_mels : int
+        Mel bands.
+
+    Returns
+    -------
+    [N, n_mels, frames] float64
     """
     hop = n_fft // 4
     p = (n_fft - hop) // 2
@@ -655,7 +687,9 @@ def spectral_loss(reconstruction, target, *, sample_rate: int = 24000) -> float:
 
 def loss(reconstruction, target, z_e, z_q, commitment_weight: float = 0.25, *,
          sample_rate: int = 24000) -> float:
-    """Combined EnCodec loss (the seed's ``loss``), as a value::
+    """Combined EnCodec loss (the seed's ``loss``), as a value.
+
+    ::
 
         loss = mean|x̂ − x|  +  spectral_loss(x̂, x)  +  commitment_weight · commitment_loss(z_e, z_q)
 

@@ -58,9 +58,20 @@ GOLDEN_VERSION = 1
 def golden_vectors(model, x: np.ndarray, bandwidth: float | None = None) -> dict[str, np.ndarray]:
     """Run ``model`` on ``x [B, C, T]`` at ``bandwidth`` and return every intermediate.
 
-    ``bandwidth`` is one of ``model.target_bandwidths`` or ``None`` (all
-    codebooks). The model's own bandwidth setting is restored afterwards.
-    See the module docstring for the keys.
+    The model's own bandwidth setting is restored afterwards. See the module
+    docstring for the keys.
+
+    Parameters
+    ----------
+    model : EncodecModel
+    x : [B, C, T] float ndarray
+        Models with segments see only the first segment.
+    bandwidth : float, optional
+        One of ``model.target_bandwidths``; ``None`` uses all codebooks.
+
+    Returns
+    -------
+    dict of str → ndarray
     """
     x = model.check_audio(x)
     input_length = x.shape[-1]
@@ -118,8 +129,18 @@ def golden_vectors(model, x: np.ndarray, bandwidth: float | None = None) -> dict
 def residual_path(emb: np.ndarray, codes: np.ndarray, codebooks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Residual norms and best-minus-second-best scores along the path of ``codes``.
 
-    emb : [B, D, F]; codes : [B, K, F]; codebooks : [>= K, bins, D]
-    → (residual_norms [B, K, F], code_margin [B, K, F]) in ``emb``'s dtype.
+    Parameters
+    ----------
+    emb : [B, D, F]
+    codes : [B, K, F] int
+    codebooks : [>= K, bins, D]
+
+    Returns
+    -------
+    residual_norms : [B, K, F]
+        The norm of what codebook ``k`` quantizes, in ``emb``'s dtype.
+    code_margin : [B, K, F]
+        The best score minus the second best (:func:`encodec_np.ops.code_distances`).
     """
     b, d, f = emb.shape
     k = codes.shape[1]
@@ -141,7 +162,17 @@ def residual_path(emb: np.ndarray, codes: np.ndarray, codebooks: np.ndarray) -> 
 def export_golden(model, x: np.ndarray, path, bandwidth: float | None = None) -> Path:
     """Write :func:`golden_vectors` to ``path`` as a compressed ``.npz`` (exactly that name).
 
-    Loads back with ``np.load(path)`` (no pickles). Returns the path.
+    Loads back with ``np.load(path)`` (no pickles).
+
+    Parameters
+    ----------
+    model, x, bandwidth
+        As for :func:`golden_vectors`.
+    path : str or Path
+
+    Returns
+    -------
+    Path
     """
     path = Path(path)
     vectors = golden_vectors(model, x, bandwidth)

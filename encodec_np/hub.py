@@ -76,7 +76,13 @@ def resolve_cache_dir(cache_dir=None) -> Path:
 
 
 def hash_prefix(filename: str) -> str:
-    """The sha256 prefix in a checkpoint file name: ``"encodec_24khz-d7cc33bc.th"`` → ``"d7cc33bc"``."""
+    """The sha256 prefix in a checkpoint file name: ``"encodec_24khz-d7cc33bc.th"`` → ``"d7cc33bc"``.
+
+    Parameters
+    ----------
+    filename : str
+        Ending in ``-<at least 6 hex digits>.<ext>``; other names raise :class:`EncodecError`.
+    """
     stem = filename.partition(".")[0]
     _, dash, prefix = stem.rpartition("-")
     if not dash or len(prefix) < 6 or any(c not in "0123456789abcdef" for c in prefix):
@@ -85,7 +91,12 @@ def hash_prefix(filename: str) -> str:
 
 
 def sha256_file(path) -> str:
-    """The hex sha256 of the file at ``path``, read in 1 MiB chunks."""
+    """The hex sha256 of the file at ``path``, read in 1 MiB chunks.
+
+    Parameters
+    ----------
+    path : str or Path
+    """
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(CHUNK):
@@ -94,7 +105,14 @@ def sha256_file(path) -> str:
 
 
 def verify_checksum(path, prefix: str) -> bool:
-    """Whether the sha256 of the file at ``path`` starts with ``prefix`` (hex, any case)."""
+    """Whether the sha256 of the file at ``path`` starts with ``prefix`` (hex, any case).
+
+    Parameters
+    ----------
+    path : str or Path
+    prefix : str
+        As :func:`hash_prefix` gives it.
+    """
     return sha256_file(path).startswith(prefix.lower())
 
 
@@ -186,7 +204,13 @@ _HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 
 
 def is_hf_repo_id(name) -> bool:
-    """Whether ``name`` reads as a Hugging Face repository id (``owner/name``) rather than a path."""
+    """Whether ``name`` reads as a Hugging Face repository id (``owner/name``) rather than a path.
+
+    Parameters
+    ----------
+    name : str or Path
+        Anything but a string is not an id; nor is an existing path.
+    """
     return isinstance(name, str) and bool(_HF_ID.match(name)) and not Path(name).exists()
 
 

@@ -78,6 +78,11 @@ _NOT_AN_LM = ("not an EnCodec LM state dict: expected emb.{k}.weight and transfo
 def lm_name_for(model_name: str) -> str:
     """Name of the pretrained LM for a codec: ``"encodec_24khz"`` → ``"encodec_lm_24khz"``.
 
+    Parameters
+    ----------
+    model_name : str
+        A codec's name.
+
     Raises
     ------
     EncodecError

@@ -20,32 +20,45 @@ from typing import List, Tuple
 
 import numpy as np
 
-from .audio import AudioWriter, audio_info, convert_audio, read_audio, read_blocks, warn_if_over_range, write_audio
+from .audio import AudioWriter, audio_info, convert_audio, read_blocks, read_for_model, warn_if_over_range, write_audio
 from .ecdc import _report
 from .errors import EncodecError
 
 Frame = Tuple[np.ndarray, object]
 
 
-def read_for_model(path, model) -> np.ndarray:
-    """A whole audio file converted to the model's rate and channels: ``[C, T]`` float32."""
-    wav, sample_rate = read_audio(path)
-    warn_if_over_range(wav, path)
-    return convert_audio(wav, sample_rate, model.sample_rate, model.channels).astype(np.float32, copy=False)
-
-
 def streams_file(model, sample_rate: int, samples: int) -> bool:
-    """Whether a file of ``samples`` at ``sample_rate`` goes through the streaming path."""
+    """Whether a file of ``samples`` at ``sample_rate`` goes through the streaming path.
+
+    Parameters
+    ----------
+    model : EncodecModel
+    sample_rate : int
+        The file's; only a file at the model's rate streams (others are resampled whole).
+    samples : int
+        Per channel.
+    """
     return sample_rate == model.sample_rate and model.chunks_input(samples)
 
 
 def encode_file(model, path, progress=None) -> Tuple[List[Frame], int]:
     """Encode an audio file with ``model`` at its current bandwidth.
 
-    Returns ``(frames, audio_length)``: the frames as :meth:`EncodecModel.encode`
-    gives them for the file converted to the model's rate and channels
-    (batch 1), and that converted length in samples. ``progress(stage, done,
-    total)`` is called per chunk (or per segment).
+    Parameters
+    ----------
+    model : EncodecModel
+    path : str or Path
+        Any audio file :func:`~encodec_np.audio.read_audio` reads.
+    progress : callable, optional
+        ``progress(stage, done, total)``, called per chunk (or per segment).
+
+    Returns
+    -------
+    frames : list of (codes [1, K, F] int64, scale [1, 1] or None)
+        As :meth:`EncodecModel.encode` gives them for the file converted to
+        the model's rate and channels.
+    audio_length : int
+        That converted length in samples.
     """
     from . import ecdc
 
@@ -78,8 +91,25 @@ def decode_to_file(model, frames: List[Frame], audio_length: int, path, *, subty
 
     As :func:`encodec_np.ecdc.decode_frames` followed by
     :func:`encodec_np.audio.write_audio` (same samples, same clamping and
-    atomic write), chunk by chunk where the model streams. Returns the
-    number of samples written.
+    atomic write), chunk by chunk where the model streams.
+
+    Parameters
+    ----------
+    model : EncodecModel
+    frames : list of (codes [1, K, F] int, scale [1, 1] or None)
+    audio_length : int
+        Samples per channel to keep.
+    path : str or Path
+        The audio file to write; its suffix gives the format.
+    subtype, rescale
+        As for :func:`~encodec_np.audio.write_audio`.
+    progress : callable, optional
+        ``progress("decoding", done, total)``.
+
+    Returns
+    -------
+    int
+        Samples per channel written.
     """
     from . import ecdc
 

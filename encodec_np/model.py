@@ -26,7 +26,13 @@ DTYPES = {"float32": np.float32, "float64": np.float64}
 
 
 def resolve_dtype(dtype) -> np.dtype:
-    """``"float32"`` / ``"float64"`` (or the NumPy types) → ``np.dtype``."""
+    """``"float32"`` / ``"float64"`` (or the NumPy types) → ``np.dtype``.
+
+    Parameters
+    ----------
+    dtype : str, type or dtype
+        Anything ``np.dtype`` reads as float32 or float64; others raise :class:`EncodecError`.
+    """
     key = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
     if key not in DTYPES:
         raise EncodecError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
@@ -34,7 +40,17 @@ def resolve_dtype(dtype) -> np.dtype:
 
 
 def expected_param_shapes(config: EncodecConfig) -> dict[str, tuple[int, ...]]:
-    """Every parameter the model needs, with its shape (weight norm folded)."""
+    """Every parameter the model needs, with its shape (weight norm folded).
+
+    Parameters
+    ----------
+    config : EncodecConfig
+
+    Returns
+    -------
+    dict of str → tuple of int
+        The encoder's and decoder's layers, and ``quantizer.codebooks`` ``(n_q, bins, dimension)``.
+    """
     shapes = param_shapes(encoder_layers(config.seanet))
     shapes.update(param_shapes(decoder_layers(config.seanet)))
     q = config.quantizer
@@ -45,9 +61,18 @@ def expected_param_shapes(config: EncodecConfig) -> dict[str, tuple[int, ...]]:
 def linear_overlap_add(frames: List[np.ndarray], stride: int) -> np.ndarray:
     """Official overlap-add with triangular weights.
 
-    frames : list of [B, C, n_i] (all but the last of equal length n_0),
-    placed ``stride`` apart → [B, C, stride * (len - 1) + n_last].
     The weight ramp is built from the first frame's length, as official.
+
+    Parameters
+    ----------
+    frames : list of [B, C, n_i]
+        All but the last of equal length ``n_0``.
+    stride : int
+        Samples between the starts of consecutive frames.
+
+    Returns
+    -------
+    [B, C, stride * (len(frames) - 1) + n_last]
     """
     dtype = frames[0].dtype
     total = stride * (len(frames) - 1) + frames[-1].shape[-1]
@@ -62,7 +87,18 @@ def linear_overlap_add(frames: List[np.ndarray], stride: int) -> np.ndarray:
 
 
 def overlap_weights(n: int, dtype) -> np.ndarray:
-    """The official overlap-add ramp ``0.5 - |t - 0.5|``, ``t = linspace(0, 1, n + 2)[1:-1]``: [n]."""
+    """The official overlap-add ramp ``0.5 - |t - 0.5|``, ``t = linspace(0, 1, n + 2)[1:-1]``.
+
+    Parameters
+    ----------
+    n : int
+        Samples of a frame.
+    dtype : float32 or float64
+
+    Returns
+    -------
+    [n] of ``dtype``
+    """
     t = torch_linspace(0.0, 1.0, n + 2, dtype)[1:-1]
     return (0.5 - np.abs(t - 0.5)).astype(dtype)
 
@@ -75,6 +111,17 @@ def torch_linspace(start: float, end: float, steps: int, dtype) -> np.ndarray:
     float64 linspace cast to float32 differs from it by one ulp in places,
     which would shift overlap-add weights against the official model. The
     products are formed in a wider type so that each value is rounded once.
+
+    Parameters
+    ----------
+    start, end : float
+    steps : int
+        Values returned, both ends included.
+    dtype : float32 or float64
+
+    Returns
+    -------
+    [steps] of ``dtype``
     """
     dtype = np.dtype(dtype)
     wide = np.float64 if dtype == np.float32 else np.longdouble
@@ -177,38 +224,47 @@ class EncodecModel:
     # ------------------------------------------------------------------ official attributes
     @property
     def name(self) -> str:
+        """The model's name (``"encodec_24khz"`` ...), as written in ``.ecdc`` headers."""
         return self.config.name
 
     @property
     def sample_rate(self) -> int:
+        """Audio samples per second."""
         return self.config.sample_rate
 
     @property
     def channels(self) -> int:
+        """Audio channels (1 mono, 2 stereo)."""
         return self.config.channels
 
     @property
     def frame_rate(self) -> int:
+        """Code frames per second."""
         return self.config.frame_rate
 
     @property
     def target_bandwidths(self) -> list[float]:
+        """The bandwidths (kbps) :meth:`set_target_bandwidth` accepts."""
         return list(self.config.target_bandwidths)
 
     @property
     def normalize(self) -> bool:
+        """Whether each segment is scaled to unit RMS before encoding (its scale travels with the codes)."""
         return self.config.normalize
 
     @property
     def segment_length(self) -> Optional[int]:
+        """Samples per segment, or None for models that encode the whole input in one pass."""
         return self.config.segment_length
 
     @property
     def segment_stride(self) -> Optional[int]:
+        """Samples between the starts of consecutive segments, or None without segments."""
         return self.config.segment_stride
 
     @property
     def bits_per_codebook(self) -> int:
+        """Bits of one code: ``log2(bins)``."""
         return self.config.quantizer.bits_per_codebook
 
     @property
@@ -221,7 +277,13 @@ class EncodecModel:
                 f"bandwidth={self.bandwidth}, backend={self.backend!r}, dtype={self.dtype.name!r})")
 
     def set_target_bandwidth(self, bandwidth: Optional[float]) -> None:
-        """Use ``bandwidth`` kbps (one of :attr:`target_bandwidths`); ``None`` uses every codebook."""
+        """Use ``bandwidth`` kbps from now on: it sets :attr:`num_codebooks`.
+
+        Parameters
+        ----------
+        bandwidth : float or None
+            One of :attr:`target_bandwidths` (others raise :class:`EncodecError`); ``None`` uses every codebook.
+        """
         if bandwidth is not None and bandwidth not in self.config.target_bandwidths:
             raise EncodecError(f"this model doesn't support the bandwidth {bandwidth}; "
                                f"select one of {self.target_bandwidths} (or None for all codebooks)")
@@ -233,19 +295,51 @@ class EncodecModel:
 
         On a device backend (``cuda``) this, :meth:`dequantize` and
         :meth:`decode_embeddings` return device arrays; ``model.ops.to_host`` fetches them.
+
+        Parameters
+        ----------
+        x : [B, C, T]
+            Audio as :meth:`check_audio` returns it (not checked here).
+        trace : callable, optional
+            ``trace(layer_name, activation)`` after each layer (:func:`~encodec_np.seanet.run_layers`).
         """
         return run_layers(self.encoder_layers, self.ops.to_device(x), self.params, self.ops, trace)
 
     def decode_embeddings(self, emb: np.ndarray, trace=None) -> np.ndarray:
-        """SEANet decoder: ``[B, D, F]`` → ``[B, C, F * hop]`` (a backend array)."""
+        """SEANet decoder: ``[B, D, F]`` → ``[B, C, F * hop]`` (a backend array).
+
+        Parameters
+        ----------
+        emb : [B, D, F]
+            Embeddings, e.g. from :meth:`dequantize`; a NumPy or backend array.
+        trace : callable, optional
+            As for :meth:`encode_embeddings`.
+        """
         return run_layers(self.decoder_layers, emb, self.params, self.ops, trace)
 
     def quantize(self, emb: np.ndarray) -> np.ndarray:
-        """RVQ at the current bandwidth: ``[B, D, F]`` → codes ``[B, K, F]`` int64."""
+        """RVQ at the current bandwidth: ``[B, D, F]`` → codes ``[B, K, F]`` int64.
+
+        Parameters
+        ----------
+        emb : [B, D, F]
+            Embeddings from :meth:`encode_embeddings`.
+
+        Returns
+        -------
+        codes : [B, K, F] int64
+            ``K`` is :attr:`num_codebooks`; a NumPy array on every backend.
+        """
         return rvq.encode(emb, self.params[rvq.CODEBOOKS], self.num_codebooks, self.ops)
 
     def dequantize(self, codes: np.ndarray) -> np.ndarray:
-        """Codes ``[B, K, F]`` → quantized embeddings ``[B, D, F]``."""
+        """Codes ``[B, K, F]`` → quantized embeddings ``[B, D, F]`` (a backend array).
+
+        Parameters
+        ----------
+        codes : [B, K, F] int
+            Any ``K`` up to the model's ``n_q``; not checked here (see :meth:`check_frames`).
+        """
         return rvq.decode(codes, self.params[rvq.CODEBOOKS], self.ops)
 
     # ------------------------------------------------------------------ official API
@@ -314,6 +408,11 @@ class EncodecModel:
 
         The one place that decides it: :meth:`encode`, :meth:`decode` and the
         file helpers ask here.
+
+        Parameters
+        ----------
+        samples : int
+            Audio samples per channel (for decoding: frames times the hop).
         """
         return self._streams() and samples > self.long_input_seconds * self.sample_rate
 
@@ -338,8 +437,10 @@ class EncodecModel:
 
     @staticmethod
     def _in_chunks(stream, x: np.ndarray, step: int, total_out: int, progress) -> np.ndarray:
-        """Push ``x`` in ``step``-long chunks and flush, into one preallocated ``[..., total_out]``
-        array (a list of parts plus a concatenation would hold the output twice)."""
+        """Push ``x`` in ``step``-long chunks and flush, into one preallocated ``[..., total_out]`` array.
+
+        A list of parts plus a concatenation would hold the output twice.
+        """
         step = max(1, step)
         chunks = -(-x.shape[-1] // step)
         out, filled = None, 0
@@ -357,9 +458,18 @@ class EncodecModel:
     def encode_segment(self, x: np.ndarray) -> EncodedFrame:
         """One pass of the network over ``x [B, C, T]`` (a whole input, or one segment of it).
 
-        Returns ``(codes [B, K, F] int64, scale [B, 1] or None)``; the scale is
-        the segment's RMS when the model normalizes. No validation or chunking:
-        :meth:`encode` is the public entry; streams call this per segment.
+        No validation or chunking: :meth:`encode` is the public entry; streams
+        call this per segment.
+
+        Parameters
+        ----------
+        x : [B, C, T]
+            Audio in the model's dtype, as :meth:`check_audio` returns it.
+
+        Returns
+        -------
+        (codes [B, K, F] int64, scale [B, 1] or None)
+            The scale is the segment's RMS (plus 1e-8) when the model normalizes.
         """
         scale = None
         if self.normalize:
@@ -394,9 +504,19 @@ class EncodecModel:
         return outs[0] if self.segment_length is None else linear_overlap_add(outs, self.segment_stride)
 
     def decode_segment(self, frame: EncodedFrame) -> np.ndarray:
-        """One pass of the decoder over a frame ``(codes [B, K, F], scale [B, 1] or None)`` → audio ``[B, C, T]``.
+        """One pass of the decoder over a frame → audio ``[B, C, T]``.
 
         No validation, overlap-add or chunking: :meth:`decode` is the public entry.
+
+        Parameters
+        ----------
+        frame : (codes [B, K, F] int, scale [B, 1] or None)
+            As from :meth:`encode_segment`; the audio is multiplied by the scale.
+
+        Returns
+        -------
+        [B, C, F * hop]
+            A NumPy array.
         """
         codes, scale = frame
         out = self.ops.to_host(self.decode_embeddings(self.dequantize(codes)))
@@ -405,7 +525,13 @@ class EncodecModel:
         return out
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        """Encode then decode, trimmed to the input length: ``[B, C, T]`` → ``[B, C, T]``."""
+        """Encode then decode, trimmed to the input length: ``[B, C, T]`` → ``[B, C, T]``.
+
+        Parameters
+        ----------
+        x : [B, C, T] float ndarray
+            As for :meth:`encode`.
+        """
         x = self.check_audio(x)
         return self.decode(self.encode(x))[:, :, :x.shape[-1]]
 
@@ -413,7 +539,18 @@ class EncodecModel:
 
     # ------------------------------------------------------------------ validation
     def check_audio(self, x) -> np.ndarray:
-        """Validate audio ``[B, C, T]`` and return it contiguous in the model dtype."""
+        """Validate audio ``[B, C, T]`` and return it contiguous in the model dtype.
+
+        Parameters
+        ----------
+        x : ndarray
+            Must be a floating-point NumPy array ``[B, C, T]``, finite and not
+            empty, with the model's channels; otherwise :class:`EncodecError`.
+
+        Returns
+        -------
+        [B, C, T] in the model's dtype
+        """
         x = float_array(x, "audio", 3, array_only=True)
         if x.shape[1] != self.channels:
             raise EncodecError(f"{self.name} expects {self.channels} channel(s), got {x.shape[1]}; "
@@ -421,7 +558,20 @@ class EncodecModel:
         return np.ascontiguousarray(x, dtype=self.dtype)
 
     def check_frames(self, encoded_frames) -> List[EncodedFrame]:
-        """Validate frames for :meth:`decode`; codes become int64, scales the model dtype."""
+        """Validate frames for :meth:`decode`; codes become int64, scales the model dtype.
+
+        Parameters
+        ----------
+        encoded_frames : list of (codes [B, K, F] int, scale [B, 1] or None)
+            A non-empty list; every frame has the same ``B`` and ``K``, codes
+            lie in ``[0, bins)``, and scales are given exactly when the model
+            normalizes (positive, finite, at most :data:`MAX_SCALE`).
+            Anything else raises :class:`EncodecError`.
+
+        Returns
+        -------
+        list of (codes [B, K, F] int64, scale [B] or None)
+        """
         if not isinstance(encoded_frames, (list, tuple)) or not encoded_frames:
             raise EncodecError("decode expects a non-empty list of (codes, scale) frames, as returned by encode")
         q = self.config.quantizer
@@ -483,7 +633,17 @@ def _split_audio(audio: np.ndarray, n: int) -> List[np.ndarray]:
 
 
 def check_params(config: EncodecConfig, params: dict) -> None:
-    """Raise :class:`CheckpointError` listing missing, unexpected and mis-shaped parameters."""
+    """Raise :class:`CheckpointError` listing missing, unexpected and mis-shaped parameters.
+
+    Then :func:`check_weights`: every tensor floating point and finite.
+
+    Parameters
+    ----------
+    config : EncodecConfig
+        The structure the parameters must match (:func:`expected_param_shapes`).
+    params : dict of str → ndarray
+        Folded weights, by name.
+    """
     from .errors import CheckpointError
 
     expected = expected_param_shapes(config)

@@ -14,7 +14,21 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 # --------------------------------------------------------------------------- padding
 def extra_padding_for_conv1d(length: int, kernel_size: int, stride: int, padding_total: int) -> int:
-    """Right padding that makes the last window of a strided conv full (official rule)."""
+    """Right padding that makes the last window of a strided conv full (official rule).
+
+    Parameters
+    ----------
+    length : int
+        Samples of the input.
+    kernel_size, stride : int
+    padding_total : int
+        The conv's own padding, ``(K - 1) * dilation - (stride - 1)``.
+
+    Returns
+    -------
+    int
+        Samples to append on the right, beyond ``padding_total``.
+    """
     n_frames = (length - kernel_size + padding_total) / stride + 1
     ideal_length = (math.ceil(n_frames) - 1) * stride + (kernel_size - padding_total)
     return ideal_length - length
@@ -27,6 +41,17 @@ def conv_padding(length: int, kernel_size: int, stride: int, dilation: int,
     ``padding_total = (k - 1) * d - (s - 1)``; causal convs put it all on the
     left, others split it with the extra sample on the left; the extra
     padding that completes the last window always goes right.
+
+    Parameters
+    ----------
+    length : int
+        Samples of the input.
+    kernel_size, stride, dilation : int
+    causal : bool
+
+    Returns
+    -------
+    (left, right) : tuple of int
     """
     padding_total = (kernel_size - 1) * dilation - (stride - 1)
     # The official SConv1d passes the undilated kernel size here; it only
@@ -41,10 +66,21 @@ def conv_padding(length: int, kernel_size: int, stride: int, dilation: int,
 def pad1d(x: np.ndarray, left: int, right: int, mode: str = "constant") -> np.ndarray:
     """Pad the last axis of ``x [..., T]`` by ``left``/``right`` samples.
 
-    ``mode`` is ``"reflect"``, ``"constant"`` (zeros) or ``"replicate"``.
     Reflect padding of an input no longer than the pad first appends zeros
     (``max_pad - T + 1``) and drops them again afterwards, as the official
     ``pad1d`` does, so tiny inputs never fail.
+
+    Parameters
+    ----------
+    x : [..., T]
+    left, right : int
+        Non-negative; a negative one raises ``ValueError``.
+    mode : str
+        ``"reflect"``, ``"constant"`` (zeros; ``"zero"`` too) or ``"replicate"``.
+
+    Returns
+    -------
+    [..., left + T + right]
     """
     if left < 0 or right < 0:
         raise ValueError(f"padding must be non-negative, got ({left}, {right})")
@@ -62,7 +98,18 @@ def pad1d(x: np.ndarray, left: int, right: int, mode: str = "constant") -> np.nd
 
 
 def unpad1d(x: np.ndarray, left: int, right: int) -> np.ndarray:
-    """Drop ``left``/``right`` samples from the last axis."""
+    """Drop ``left``/``right`` samples from the last axis.
+
+    Parameters
+    ----------
+    x : [..., T]
+    left, right : int
+
+    Returns
+    -------
+    [..., T - left - right]
+        A view of ``x``.
+    """
     return x[..., left:x.shape[-1] - right]
 
 
@@ -76,6 +123,7 @@ def conv1d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None,
     x : [B, C_in, T]
     weight : [C_out, C_in, K]
     bias : [C_out] or None
+
     Returns
     -------
     y : [B, C_out, (T - (K - 1) * dilation - 1) // stride + 1]
@@ -96,7 +144,19 @@ def padded_conv1d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, st
                   dilation: int = 1, padding: tuple[int, int] = (0, 0), pad_mode: str = "constant") -> np.ndarray:
     """:func:`pad1d` then :func:`conv1d`: one op so that fast backends can fuse the padding.
 
-    x : [B, C_in, T]; padding : (left, right) → [B, C_out, T']
+    Parameters
+    ----------
+    x : [B, C_in, T]
+    weight, bias, stride, dilation
+        As for :func:`conv1d`.
+    padding : (left, right)
+        Samples added on each side of the time axis, by :func:`pad1d` with ``pad_mode``.
+    pad_mode : str
+
+    Returns
+    -------
+    y : [B, C_out, T']
+        With ``T' = (left + T + right - (K - 1) * dilation - 1) // stride + 1``.
     """
     return conv1d(pad1d(x, padding[0], padding[1], pad_mode), weight, bias, stride, dilation)
 
@@ -110,6 +170,7 @@ def conv_transpose1d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None 
     x : [B, C_in, T]
     weight : [C_in, C_out, K]
     bias : [C_out] or None
+
     Returns
     -------
     y : [B, C_out, (T - 1) * stride + K]
@@ -128,14 +189,34 @@ def conv_transpose1d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None 
 
 # --------------------------------------------------------------------------- pointwise & norms
 def elu(x: np.ndarray, alpha: float = 1.0) -> np.ndarray:
-    """ELU: ``x`` if ``x > 0`` else ``alpha * (exp(x) - 1)``."""
+    """ELU: ``x`` if ``x > 0`` else ``alpha * (exp(x) - 1)``, elementwise.
+
+    Parameters
+    ----------
+    x : ndarray of any shape
+    alpha : float
+
+    Returns
+    -------
+    ndarray of ``x``'s shape
+    """
     return np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0)))
 
 
 def group_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float = 1e-5) -> np.ndarray:
     """``GroupNorm(1, C)``: normalise each item over channels and time together.
 
-    x : [B, C, T]; weight, bias : [C]. Biased variance, as PyTorch.
+    Parameters
+    ----------
+    x : [B, C, T]
+    weight, bias : [C]
+        Per-channel affine transform after the normalisation.
+    eps : float
+        Added to the variance (biased, as PyTorch's).
+
+    Returns
+    -------
+    [B, C, T]
     """
     mean = x.mean(axis=(1, 2), keepdims=True)
     var = ((x - mean) ** 2).mean(axis=(1, 2), keepdims=True)
@@ -144,6 +225,12 @@ def group_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float =
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
+    """``1 / (1 + exp(-x))`` elementwise (the LSTM's gates).
+
+    Parameters
+    ----------
+    x : ndarray
+    """
     return 1.0 / (1.0 + np.exp(-x))
 
 
@@ -195,7 +282,16 @@ def lstm(x: np.ndarray, layers: list[tuple[np.ndarray, ...]],
 def code_distances(x: np.ndarray, codebook: np.ndarray) -> np.ndarray:
     """Official RVQ score ``-(|x|^2 - 2 x.e + |e|^2)``; larger is nearer.
 
-    x : [N, D]; codebook : [bins, D] → [N, bins]
+    Parameters
+    ----------
+    x : [N, D]
+        Rows to quantize.
+    codebook : [bins, D]
+
+    Returns
+    -------
+    [N, bins]
+        The score of every code ``e`` for every row.
     """
     return -((x ** 2).sum(1, keepdims=True) - 2 * (x @ codebook.T)
              + (codebook ** 2).sum(1)[None, :])
@@ -204,7 +300,15 @@ def code_distances(x: np.ndarray, codebook: np.ndarray) -> np.ndarray:
 def nearest_code(x: np.ndarray, codebook: np.ndarray) -> np.ndarray:
     """Index of the nearest codebook row for each row of ``x`` (first index on ties).
 
-    x : [N, D]; codebook : [bins, D] → [N] int64
+    Parameters
+    ----------
+    x : [N, D]
+    codebook : [bins, D]
+
+    Returns
+    -------
+    [N] int64
+        The largest :func:`code_distances` score of each row.
     """
     return code_distances(x, codebook).argmax(axis=1).astype(np.int64)
 
@@ -212,7 +316,15 @@ def nearest_code(x: np.ndarray, codebook: np.ndarray) -> np.ndarray:
 def rvq_encode(x: np.ndarray, codebooks: np.ndarray) -> np.ndarray:
     """Residual vector quantization of ``x [N, D]`` with ``codebooks [Q, bins, D]``.
 
-    Returns codes ``[Q, N]`` int64: layer ``q`` quantizes what layers ``< q`` left.
+    Parameters
+    ----------
+    x : [N, D]
+    codebooks : [Q, bins, D]
+
+    Returns
+    -------
+    codes : [Q, N] int64
+        Layer ``q`` quantizes what layers ``< q`` left (:func:`nearest_code`).
     """
     residual = x.copy()
     codes = np.empty((codebooks.shape[0], x.shape[0]), dtype=np.int64)
@@ -225,7 +337,17 @@ def rvq_encode(x: np.ndarray, codebooks: np.ndarray) -> np.ndarray:
 def rvq_decode(codes: np.ndarray, codebooks: np.ndarray) -> np.ndarray:
     """Sum of the selected codebook vectors in layer order.
 
-    codes : [Q, N]; codebooks : [>= Q, bins, D] → [N, D]
+    Parameters
+    ----------
+    codes : [Q, N] int
+        As from :func:`rvq_encode`.
+    codebooks : [>= Q, bins, D]
+        Only the first ``Q`` are read.
+
+    Returns
+    -------
+    [N, D]
+        In the codebooks' dtype.
     """
     out = np.zeros((codes.shape[1], codebooks.shape[2]), dtype=codebooks.dtype)
     for q in range(codes.shape[0]):
@@ -241,20 +363,42 @@ ON_DEVICE = False
 
 
 def to_device(x: np.ndarray) -> np.ndarray:
-    """The backend's array for ``x``: here ``x`` itself."""
+    """The backend's array for ``x``: here ``x`` itself.
+
+    Parameters
+    ----------
+    x : ndarray
+    """
     return x
 
 
 def to_host(x: np.ndarray) -> np.ndarray:
-    """A NumPy array of a backend array: here ``x`` itself."""
+    """A NumPy array of a backend array: here ``x`` itself.
+
+    Parameters
+    ----------
+    x : ndarray
+        What :func:`to_device` or another op returned.
+    """
     return x
 
 
 def add(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a + b``: the residual connections."""
+    """``a + b``: the residual connections.
+
+    Parameters
+    ----------
+    a, b : ndarray
+        Of one shape.
+    """
     return a + b
 
 
 def swap_last_axes(x: np.ndarray) -> np.ndarray:
-    """``[A, M, N]`` → contiguous ``[A, N, M]`` (conv layout ``[B, D, F]`` ↔ RVQ rows ``[B, F, D]``)."""
+    """``[A, M, N]`` → contiguous ``[A, N, M]`` (conv layout ``[B, D, F]`` ↔ RVQ rows ``[B, F, D]``).
+
+    Parameters
+    ----------
+    x : [A, M, N]
+    """
     return np.ascontiguousarray(x.transpose(0, 2, 1))

@@ -41,6 +41,7 @@ class Conv:
     group_norm: bool = False
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Every parameter name this layer reads, with its expected shape."""
         p = f"{self.name}.conv."
         shapes = {p + "conv.weight": (self.c_out, self.c_in, self.kernel_size), p + "conv.bias": (self.c_out,)}
         if self.group_norm:
@@ -48,6 +49,7 @@ class Conv:
         return shapes
 
     def __call__(self, x, params, ops, trace=None):
+        """``x [B, c_in, T]`` → ``[B, c_out, ceil(T / stride)]`` (see :func:`run_layers`)."""
         p = f"{self.name}.conv."
         padding = ops.conv_padding(x.shape[2], self.kernel_size, self.stride, self.dilation, self.causal)
         y = ops.padded_conv1d(x, params[p + "conv.weight"], params[p + "conv.bias"], self.stride,
@@ -74,6 +76,7 @@ class ConvTranspose:
     group_norm: bool = False
 
     def param_shapes(self):
+        """Every parameter name this layer reads, with its expected shape."""
         p = f"{self.name}.convtr."
         shapes = {p + "convtr.weight": (self.c_in, self.c_out, self.kernel_size), p + "convtr.bias": (self.c_out,)}
         if self.group_norm:
@@ -90,6 +93,7 @@ class ConvTranspose:
         return padding_total - right, right
 
     def __call__(self, x, params, ops, trace=None):
+        """``x [B, c_in, T]`` → ``[B, c_out, T * stride]`` (see :func:`run_layers`)."""
         p = f"{self.name}.convtr."
         y = ops.conv_transpose1d(x, params[p + "convtr.weight"], params[p + "convtr.bias"], self.stride)
         if self.group_norm:
@@ -99,13 +103,17 @@ class ConvTranspose:
 
 @dataclass(frozen=True)
 class ELU:
+    """ELU activation (no parameters)."""
+
     name: str
     alpha: float = 1.0
 
     def param_shapes(self):
+        """No parameters: an empty dict."""
         return {}
 
     def __call__(self, x, params, ops, trace=None):
+        """``ops.elu(x, alpha)``: any shape, the same shape out (see :func:`run_layers`)."""
         return ops.elu(x, self.alpha)
 
 
@@ -118,6 +126,7 @@ class LSTM:
     num_layers: int = 2
 
     def param_shapes(self):
+        """Every parameter name this layer reads, with its expected shape."""
         shapes = {}
         for i in range(self.num_layers):
             p = f"{self.name}.lstm."
@@ -128,11 +137,24 @@ class LSTM:
         return shapes
 
     def weights(self, params):
+        """The ``layers`` argument of the backend's ``lstm``.
+
+        Parameters
+        ----------
+        params : dict of str → ndarray
+            The model's parameters, by official name.
+
+        Returns
+        -------
+        list of (w_ih [4H, H], w_hh [4H, H], b_ih [4H], b_hh [4H])
+            One tuple per layer, ``H = dim``.
+        """
         p = f"{self.name}.lstm."
         return [(params[p + f"weight_ih_l{i}"], params[p + f"weight_hh_l{i}"],
                  params[p + f"bias_ih_l{i}"], params[p + f"bias_hh_l{i}"]) for i in range(self.num_layers)]
 
     def __call__(self, x, params, ops, trace=None):
+        """``x [B, dim, T]`` → ``lstm(x) + x`` ``[B, dim, T]`` (see :func:`run_layers`)."""
         y, _ = ops.lstm(x, self.weights(params))
         return ops.add(y, x)
 
@@ -146,12 +168,14 @@ class ResBlock:
     shortcut: Conv | None
 
     def param_shapes(self):
+        """Every parameter name the block and the shortcut read, with its expected shape."""
         shapes = {}
         for layer in self.block + ((self.shortcut,) if self.shortcut else ()):
             shapes.update(layer.param_shapes())
         return shapes
 
     def __call__(self, x, params, ops, trace=None):
+        """``x [B, dim, T]`` → ``[B, dim, T]``; ``trace`` also sees each layer of the block (see :func:`run_layers`)."""
         y = x
         for layer in self.block:
             y = layer(y, params, ops)
@@ -176,6 +200,15 @@ def encoder_layers(cfg: SEANetConfig) -> list:
     """The encoder as the official ``SEANetEncoder.model`` sequence.
 
     Maps audio ``[B, channels, T]`` to embeddings ``[B, dimension, ceil(T / hop)]``.
+
+    Parameters
+    ----------
+    cfg : SEANetConfig
+
+    Returns
+    -------
+    list
+        The layers for :func:`run_layers`, each named ``encoder.model.{i}`` as in Meta's checkpoint.
     """
     conv = dict(causal=cfg.causal, pad_mode=cfg.pad_mode, group_norm=cfg.norm == "time_group_norm")
     layers: list = []
@@ -203,6 +236,16 @@ def decoder_layers(cfg: SEANetConfig) -> list:
     """The decoder as the official ``SEANetDecoder.model`` sequence.
 
     Maps embeddings ``[B, dimension, F]`` to audio ``[B, channels, F * hop]``.
+
+    Parameters
+    ----------
+    cfg : SEANetConfig
+        The encoder's.
+
+    Returns
+    -------
+    list
+        Named ``decoder.model.{i}``.
     """
     group_norm = cfg.norm == "time_group_norm"
     conv = dict(causal=cfg.causal, pad_mode=cfg.pad_mode, group_norm=group_norm)
@@ -229,7 +272,26 @@ def decoder_layers(cfg: SEANetConfig) -> list:
 
 
 def run_layers(layers: list, x: np.ndarray, params: dict, ops, trace: Trace | None = None) -> np.ndarray:
-    """Apply ``layers`` in order; ``trace(name, activation)`` sees every output."""
+    """Apply ``layers`` in order; ``trace(name, activation)`` sees every output.
+
+    Parameters
+    ----------
+    layers : list
+        From :func:`encoder_layers` or :func:`decoder_layers`; each is called as
+        ``layer(x, params, ops, trace)``.
+    x : [B, C, T]
+        The first layer's input, a backend array.
+    params : dict of str → ndarray
+        The model's parameters, by official name (see :func:`param_shapes`).
+    ops : Backend
+        The backend's ops (:class:`encodec_np.backend.Backend`).
+    trace : callable, optional
+        ``trace(layer_name, activation)`` after each layer (residual blocks: each inner layer too).
+
+    Returns
+    -------
+    The last layer's output, a backend array.
+    """
     for layer in layers:
         x = layer(x, params, ops, trace)
         if trace is not None:
@@ -238,7 +300,17 @@ def run_layers(layers: list, x: np.ndarray, params: dict, ops, trace: Trace | No
 
 
 def param_shapes(layers: list) -> dict[str, tuple[int, ...]]:
-    """Every parameter name the layers read, with its expected shape."""
+    """Every parameter name the layers read, with its expected shape.
+
+    Parameters
+    ----------
+    layers : list
+        From :func:`encoder_layers` or :func:`decoder_layers`.
+
+    Returns
+    -------
+    dict of str → tuple of int
+    """
     shapes = {}
     for layer in layers:
         shapes.update(layer.param_shapes())

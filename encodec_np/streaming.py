@@ -212,8 +212,11 @@ class _Sequence:
 
 
 class _ResBlock:
-    """``shortcut(x) + block(x)``; the branches release frames at different times, so each
-    keeps what it produced ahead of the other."""
+    """``shortcut(x) + block(x)``.
+
+    The branches release frames at different times, so each keeps what it
+    produced ahead of the other.
+    """
 
     def __init__(self, layer: ResBlock, params, ops):
         self.block = _Sequence([_streaming(sub, params, ops) for sub in layer.block])
@@ -282,7 +285,19 @@ class _Stream:
         self.closed = False
 
     def chunks(self, x: np.ndarray, step: int):
-        """Push ``x [..., T]`` ``step`` at a time, then flush: yields the ``ceil(T / step) + 1`` outputs."""
+        """Push ``x`` ``step`` samples (or frames) at a time, then flush.
+
+        Parameters
+        ----------
+        x : [B, C, T] audio (an encoder) or [B, K, F] codes (a causal decoder)
+            The whole input, cut along its last axis.
+        step : int
+            Samples or frames per push.
+
+        Yields
+        ------
+        What each :meth:`push` returns, then what :meth:`flush` returns: ``ceil(T / step) + 1`` items.
+        """
         for i in range(0, x.shape[-1], step):
             yield self.push(x[..., i:i + step])
         yield self.flush()
@@ -320,6 +335,7 @@ class StreamingEncoder(_Stream):
     """
 
     def __new__(cls, model):
+        """The causal or the segment encoder, whichever fits ``model``."""
         if cls is StreamingEncoder:
             cls = CausalStreamingEncoder if model.segment_length is None else SegmentStreamingEncoder
         return super().__new__(cls)
@@ -329,7 +345,18 @@ class StreamingEncoder(_Stream):
         self.batch = None
 
     def push(self, chunk: np.ndarray):
-        """Audio chunk ``[B, C, n]`` → codes ``[B, K, f]`` (causal) or completed frames (segments)."""
+        """Encode the next chunk of the signal.
+
+        Parameters
+        ----------
+        chunk : [B, C, n] float array
+            The next ``n`` samples (any ``n``, 0 included); ``B`` stays the same for the whole stream.
+
+        Returns
+        -------
+        [B, K, f] int codes of the frames this chunk completed (causal models), or the list of
+        ``(codes [B, K, F], scale [B, 1])`` frames of the segments it completed (models with segments).
+        """
         self._check_open()
         if not isinstance(chunk, np.ndarray) or chunk.ndim != 3:
             raise EncodecError("push expects audio of shape [B, C, n] as a NumPy array")
@@ -418,6 +445,7 @@ class StreamingDecoder(_Stream):
     """
 
     def __new__(cls, model):
+        """The causal or the segment decoder, whichever fits ``model``."""
         if cls is StreamingDecoder:
             cls = CausalStreamingDecoder if model.segment_length is None else SegmentStreamingDecoder
         return super().__new__(cls)
@@ -444,7 +472,18 @@ class CausalStreamingDecoder(StreamingDecoder):
         self.net = _causal_net(model, model.decoder_layers)
 
     def push(self, codes):
-        """Codes ``[B, K, f]`` → audio ``[B, C, m]``."""
+        """Decode the next frames.
+
+        Parameters
+        ----------
+        codes : [B, K, f] integer array
+            The next ``f`` frames' codes (``f`` may be 0).
+
+        Returns
+        -------
+        [B, C, m] float array
+            The audio these frames completed (the last samples wait for :meth:`flush`).
+        """
         self._check_open()
         codes = np.asarray(codes)
         if codes.ndim == 3 and codes.shape[-1] == 0:
@@ -472,7 +511,18 @@ class SegmentStreamingDecoder(StreamingDecoder):
         self.segments = self.released = 0
 
     def push(self, frames):
-        """A list of ``(codes, scale)`` frames → the audio before the next segment's start ``[B, C, m]``."""
+        """Decode the next segments.
+
+        Parameters
+        ----------
+        frames : list of (codes [B, K, F], scale [B, 1] or None)
+            The next segments' frames, as :meth:`EncodecModel.encode` gives them.
+
+        Returns
+        -------
+        [B, C, m] float array
+            The overlap-added audio up to the start of the last segment's overlap.
+        """
         self._check_open()
         if not isinstance(frames, (list, tuple)):
             raise EncodecError("a segmented model's decoder takes a list of (codes, scale) frames")

@@ -81,7 +81,13 @@ CODEBOOK_SCALES: dict[str, tuple[float, float]] = {
 
 
 def codebook_schedule(config: EncodecConfig) -> tuple[float, float]:
-    """``(s0, r)``: codebook ``q`` is ``s0 * r**q * N(0, 1)``. A constant of the configuration."""
+    """``(s0, r)``: codebook ``q`` is ``s0 * r**q * N(0, 1)``. A constant of the configuration.
+
+    Parameters
+    ----------
+    config : EncodecConfig
+        Only its SEANet norm matters.
+    """
     return CODEBOOK_SCALES[config.seanet.norm]
 
 
@@ -94,6 +100,16 @@ def random_params(config: EncodecConfig, seed: int = 0) -> dict[str, np.ndarray]
 
     Deterministic in ``(config, seed)`` only; see the module docstring for
     the distributions.
+
+    Parameters
+    ----------
+    config : EncodecConfig
+    seed : int
+        Non-negative.
+
+    Returns
+    -------
+    dict of str → float32 ndarray
     """
     from .model import expected_param_shapes
 
@@ -130,7 +146,13 @@ def random_params(config: EncodecConfig, seed: int = 0) -> dict[str, np.ndarray]
 def random_model(config: EncodecConfig, seed: int = 0, **kwargs):
     """:class:`~encodec_np.model.EncodecModel` with :func:`random_params` weights.
 
-    ``kwargs`` go to the model (``backend=``, ``dtype=``).
+    Parameters
+    ----------
+    config : EncodecConfig
+    seed : int
+        As for :func:`random_params`.
+    **kwargs
+        For the model (``backend=``, ``dtype=``).
     """
     from .model import EncodecModel
 
@@ -141,11 +163,19 @@ def test_signal(kind: str, channels: int, length: int, seed: int = 0,
                 sample_rate: int = 24000) -> np.ndarray:
     """A seeded audio-like signal, float32 ``[channels, length]``.
 
-    kind : ``"noise"`` brown-ish noise (white noise through a leaky integrator
+    Parameters
+    ----------
+    kind : str
+        ``"noise"`` brown-ish noise (white noise through a leaky integrator
         with its corner at 40 Hz, DC removed, 0.3 peak), ``"chirp"`` logarithmic sine sweep 50 Hz → 0.4·sample_rate
         with amplitude 0.5 plus 0.01 white noise, ``"impulses"`` sparse clicks
         (about 20 per second, random signs and heights up to 0.8),
         ``"silence"`` zeros. Channels differ (independent noise, sweep phase).
+    channels, length : int
+        At least 1.
+    seed : int
+    sample_rate : int
+        Hz: sets the noise corner, the sweep and the click rate.
     """
     if kind not in SIGNAL_KINDS:
         raise EncodecError(f"unknown test signal {kind!r}; choose one of {SIGNAL_KINDS}")

@@ -122,6 +122,13 @@ class SafeUnpickler(pickle.Unpickler):
         self._storages = storages
 
     def find_class(self, module, name):
+        """The allowed global ``module.name``; anything else raises :class:`CheckpointError`.
+
+        Parameters
+        ----------
+        module, name : str
+            As the pickle's ``GLOBAL`` / ``STACK_GLOBAL`` opcode names them.
+        """
         if (module, name) in self.ALLOWED:
             return self.ALLOWED[(module, name)]
         if module == "torch" and name in _STORAGE_DTYPES:
@@ -130,6 +137,14 @@ class SafeUnpickler(pickle.Unpickler):
                               "and ordered dicts are allowed (the file may be malicious or not a state dict)")
 
     def persistent_load(self, pid):
+        """The storage a tensor's persistent id names, from ``storages``.
+
+        Parameters
+        ----------
+        pid : tuple
+            ``("storage", storage type, key, location, numel)``; anything else
+            raises :class:`CheckpointError`.
+        """
         if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
             raise CheckpointError("corrupt checkpoint: unsupported persistent id (not a tensor storage)")
         storage_type, key, numel = pid[1], pid[2], pid[4]
@@ -148,6 +163,11 @@ def scan_pickle(data: bytes) -> None:
     number of values memoised so far plus one. Marks (nesting) and the stack
     are bounded too, which also keeps the result shallow enough for ``repr``.
     Lengths of strings and bytes are read against the bytes present.
+
+    Parameters
+    ----------
+    data : bytes
+        The pickle (``data.pkl`` of the checkpoint's zip).
     """
     marks, stack, memo = [], 0, 0
     try:

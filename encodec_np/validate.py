@@ -15,7 +15,13 @@ _LAYOUTS = {1: "[T]", 2: "[C, T]", 3: "[B, C, T]"}
 
 
 def layout_of(ndims) -> str:
-    """``"[C, T] or [B, C, T]"`` for ``ndims=(2, 3)``: the audio layouts of those ranks."""
+    """``"[C, T] or [B, C, T]"`` for ``ndims=(2, 3)``: the audio layouts of those ranks.
+
+    Parameters
+    ----------
+    ndims : iterable of int
+        Ranks from 1 to 3.
+    """
     return " or ".join(_LAYOUTS[n] for n in ndims)
 
 

@@ -62,7 +62,23 @@ def available_backends() -> list[str]:
 
 
 def get_backend(name: str = "auto"):
-    """Return the ops namespace for ``name`` (``"auto"`` picks the best available)."""
+    """Return the ops namespace for ``name`` (``"auto"`` picks the best available).
+
+    Parameters
+    ----------
+    name : str
+        ``"auto"`` (or ``$ENCODEC_NP_BACKEND`` when set), ``"numpy"``, ``"numba"`` or ``"cuda"``.
+
+    Returns
+    -------
+    Backend
+        A module with the ops of :class:`encodec_np.backend.Backend`.
+
+    Raises
+    ------
+    EncodecError
+        An unknown name, or a backend that does not load here.
+    """
     if name == "auto":
         name = os.environ.get("ENCODEC_NP_BACKEND", "auto")
         if name == "auto":
@@ -96,7 +112,12 @@ def _blas_controller():
 
 
 def blas_limits(threads: int):
-    """Context manager capping the BLAS thread pools at ``threads``."""
+    """Context manager capping the BLAS thread pools at ``threads``.
+
+    Parameters
+    ----------
+    threads : int
+    """
     return _blas_controller().limit(limits=threads, user_api="blas")
 
 
@@ -117,6 +138,13 @@ def thread_scope(ops, threads: int | None = None):
 
     A backend with its own ``threads`` context manager decides; otherwise
     ``threads`` (when given) caps the BLAS thread pool.
+
+    Parameters
+    ----------
+    ops : Backend
+        As :func:`get_backend` returns it.
+    threads : int, optional
+        None: the backend's default (all cores).
     """
     if hasattr(ops, "threads"):
         with ops.threads(threads):
@@ -129,7 +157,13 @@ def thread_scope(ops, threads: int | None = None):
 
 
 def backend_name(ops) -> str:
-    """The table name of a loaded backend namespace."""
+    """The table name of a loaded backend namespace.
+
+    Parameters
+    ----------
+    ops : Backend
+        As :func:`get_backend` returns it; another namespace gives its ``__name__`` (or ``"custom"``).
+    """
     for name, loader in _LOADERS.items():
         try:
             if loader() is ops:

@@ -17,7 +17,12 @@ _memo: dict = {}
 
 
 def host_key(a: np.ndarray):
-    """(the array owning ``a``'s memory, a key naming ``a``'s view of it)."""
+    """(the array owning ``a``'s memory, a key naming ``a``'s view of it).
+
+    Parameters
+    ----------
+    a : ndarray
+    """
     owner = a
     while isinstance(owner.base, np.ndarray):
         owner = owner.base

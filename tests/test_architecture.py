@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import ast
+import inspect
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "encodec_np"
@@ -61,3 +63,45 @@ def test_every_subpackage_is_installed():
     found = {"encodec_np." + ".".join(p.parent.relative_to(PACKAGE).parts) if p.parent != PACKAGE else "encodec_np"
              for p in PACKAGE.rglob("__init__.py")}
     assert found - listed == set(), f"add to [tool.setuptools] packages: {sorted(found - listed)}"
+
+
+#: A numpydoc ``Parameters`` heading and its underline.
+_PARAMETERS_SECTION = re.compile(r"^\s*Parameters[ \t]*\n\s*-{3,}[ \t]*$", re.M)
+
+
+def _public_callables():
+    """``(name, function, parameters besides self/cls)`` of each function in the public ``__all__`` lists.
+
+    Classes there contribute their public methods, inherited ones too (from the library's own classes).
+    """
+    import encodec_np
+    import encodec_np.dataset
+
+    for module in (encodec_np, encodec_np.dataset):
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if inspect.isfunction(obj):
+                yield name, obj, list(inspect.signature(obj).parameters)
+            elif inspect.isclass(obj):
+                seen = set()
+                for owner in obj.__mro__:
+                    if not owner.__module__.startswith("encodec_np"):
+                        continue
+                    for attr, member in vars(owner).items():
+                        if attr.startswith("_") or attr in seen:
+                            continue
+                        seen.add(attr)
+                        if isinstance(member, staticmethod):
+                            fn, skip = member.__func__, 0
+                        elif isinstance(member, classmethod) or inspect.isfunction(member):
+                            fn, skip = getattr(member, "__func__", member), 1
+                        else:  # properties, constants
+                            continue
+                        yield f"{name}.{attr}", fn, list(inspect.signature(fn).parameters)[skip:]
+
+
+def test_public_functions_document_their_parameters():
+    """Every public function and method that takes parameters has a numpydoc ``Parameters`` section."""
+    undocumented = sorted(name for name, fn, params in _public_callables()
+                          if params and not _PARAMETERS_SECTION.search(inspect.getdoc(fn) or ""))
+    assert not undocumented, f"add a Parameters section to their docstrings: {undocumented}"

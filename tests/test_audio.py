@@ -160,3 +160,19 @@ def test_conversion_errors():
         convert_audio(x, -1, 8000, 1)
     with pytest.raises(EncodecError, match="target_channels"):
         convert_audio(x, 8000, 8000, 0)
+
+
+def test_read_for_model_converts_or_refuses_another_rate(tmp_path):
+    from types import SimpleNamespace
+
+    from encodec_np.audio import read_for_model
+
+    model = SimpleNamespace(name="m", sample_rate=24000, channels=2)
+    path = tmp_path / "16k.wav"
+    write_audio(path, np.full((1, 1600), 0.25, np.float32), 16000)
+    wav = read_for_model(path, model)
+    assert wav.dtype == np.float32 and wav.shape == (2, 2400)  # resampled, mono → stereo
+    with pytest.raises(EncodecError, match="16000 Hz but m needs 24000 Hz"):
+        read_for_model(path, model, resample=False)
+    write_audio(path, np.full((1, 1600), 0.25, np.float32), 24000)
+    assert np.array_equal(read_for_model(path, model, resample=False), np.full((2, 1600), 0.25, np.float32))

@@ -38,7 +38,7 @@ def test_encode_file_streams_and_matches(tmp_path, model, monkeypatch, channels)
     expected, length = whole_file(model, path)
     calls = []
     with monkeypatch.context() as m:
-        m.setattr(longfile, "read_audio", lambda *a: pytest.fail("the streaming path read the whole file"))
+        m.setattr(longfile, "read_for_model", lambda *a, **k: pytest.fail("the streaming path read the whole file"))
         frames, got_length = longfile.encode_file(model, path, lambda *a: calls.append(a))
     assert got_length == length == 31_200
     np.testing.assert_array_equal(frames[0][0], expected[0][0])

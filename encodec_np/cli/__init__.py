@@ -58,6 +58,7 @@ COMMANDS: dict[str, tuple[Callable, Callable]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``encodec-np`` parser, with every subcommand of :data:`COMMANDS`."""
     from .. import __version__
 
     parser = argparse.ArgumentParser(prog="encodec-np",

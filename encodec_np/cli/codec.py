@@ -44,6 +44,7 @@ def _encode(args, model, path):
 
 
 def add_encode_parser(sub, common) -> None:
+    """Add ``encode`` to the subparsers ``sub`` (``common``: the options every command takes)."""
     p = sub.add_parser(
         "encode", parents=[common], help="compress an audio file to .ecdc (Meta's format)",
         description="Compress an audio file (WAV, FLAC, OGG, ...) into an .ecdc file that Meta's "
@@ -57,6 +58,7 @@ def add_encode_parser(sub, common) -> None:
 
 
 def cmd_encode(args) -> int:
+    """Run ``encodec-np encode``: an audio file → ``.ecdc`` (and ``--tokens``); returns the exit code."""
     from ..fileutil import write_bytes_atomic
 
     inp, out = Path(args.input), Path(args.output)
@@ -75,6 +77,7 @@ def cmd_encode(args) -> int:
 
 
 def add_decode_parser(sub, common) -> None:
+    """Add ``decode`` to the subparsers ``sub`` (``common``: the options every command takes)."""
     p = sub.add_parser(
         "decode", parents=[common], help="decompress an .ecdc file to audio",
         description="Decompress an .ecdc file (written by encodec-np or Meta's encodec) to an audio file; "
@@ -93,6 +96,7 @@ def add_decode_parser(sub, common) -> None:
 
 
 def cmd_decode(args) -> int:
+    """Run ``encodec-np decode``: ``.ecdc`` → an audio file (and ``--tokens``); returns the exit code."""
     from .. import ecdc
 
     inp, out = Path(args.input), Path(args.output)
@@ -120,6 +124,7 @@ def cmd_decode(args) -> int:
 
 
 def add_roundtrip_parser(sub, common) -> None:
+    """Add ``roundtrip`` to the subparsers ``sub`` (``common``: the options every command takes)."""
     p = sub.add_parser(
         "roundtrip", parents=[common], help="encode and decode an audio file (hear the codec)",
         description="Compress an audio file to .ecdc bytes in memory and decompress them again, writing "
@@ -133,6 +138,7 @@ def add_roundtrip_parser(sub, common) -> None:
 
 
 def cmd_roundtrip(args) -> int:
+    """Run ``encodec-np roundtrip``: an audio file → ``.ecdc`` bytes → an audio file; returns the exit code."""
     from .. import ecdc
     from ..audio import audio_format
 

@@ -9,6 +9,7 @@ from .options import UsageError, add_force_option, add_quiet_option, check_io, s
 
 
 def add_convert_parser(sub, common) -> None:
+    """Add ``convert`` to the subparsers ``sub`` (``common``: the options every command takes)."""
     from ..config import PRESETS
 
     p = sub.add_parser(
@@ -43,6 +44,7 @@ def _config_arg(spec: str):
 
 
 def cmd_convert(args) -> int:
+    """Run ``encodec-np convert``: a checkpoint → one ``.safetensors`` file; returns the exit code."""
     from ..checkpoint import load_model, save_model
     from ..config import PRESETS
 

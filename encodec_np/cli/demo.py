@@ -4,14 +4,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ..audio import read_for_model
 from ..demo import DEMO_CLIP, format_table, plot_spectrograms, run_demo
 from ..errors import EncodecError
 from ..hub import EMBEDDED
-from ..longfile import read_for_model
 from .options import add_model_option, add_run_options, load_codec, say, wants_bars
 
 
 def add_demo_parser(sub, common) -> None:
+    """Add ``demo`` to the subparsers ``sub`` (``common``: the options every command takes)."""
     p = sub.add_parser(
         "demo", parents=[common], help="encode and decode a clip at every bandwidth; print quality and speed",
         description="Fully offline: runs the codec on a short clip at each of its bandwidths, prints kbps, "
@@ -35,6 +36,7 @@ def _bar(args, total: int):
 
 
 def cmd_demo(args) -> int:
+    """Run ``encodec-np demo``: the table on stdout, the WAVs and spectrograms in ``--out``; returns the exit code."""
     from ..audio import write_audio
 
     src = Path(args.input) if args.input else DEMO_CLIP

@@ -10,6 +10,7 @@ from .options import add_model_option, add_run_options, check_io, say
 
 
 def add_golden_parser(sub, common) -> None:
+    """Add ``golden`` to the subparsers ``sub`` (``common``: the options every command takes)."""
     from ..config import PRESETS
     from ..synthetic import SIGNAL_KINDS
 
@@ -37,6 +38,7 @@ def add_golden_parser(sub, common) -> None:
 
 
 def cmd_golden(args) -> int:
+    """Run ``encodec-np golden``: one pass's activations → an ``.npz``; returns the exit code."""
     from ..config import PRESETS
     from ..golden import export_golden
 
@@ -56,7 +58,9 @@ def cmd_golden(args) -> int:
                              backend=args.backend, dtype=args.dtype)
         model.threads = args.threads
     if args.input is not None:
-        x = read_audio_for(model, args.input)
+        from ..audio import read_for_model
+
+        x = read_for_model(args.input, model, resample=False)[None]
         if args.length is not None:
             x = x[:, :, :args.length]
     else:
@@ -71,15 +75,3 @@ def cmd_golden(args) -> int:
         say(args, f"wrote {path}: {len(data.files)} arrays; {model.name}, {codes.shape[1]} codebooks x "
               f"{codes.shape[2]} frames, input {tuple(data['input'].shape)}, {model.dtype.name}")
     return 0
-
-
-def read_audio_for(model, path) -> np.ndarray:
-    """Read an audio file as ``[1, model.channels, T]`` float32 (mono↔stereo as official, no resampling)."""
-    from ..audio import convert_audio, read_audio, warn_if_over_range
-
-    wav, sample_rate = read_audio(path)
-    warn_if_over_range(wav, path)
-    if sample_rate != model.sample_rate:
-        raise EncodecError(f"{path} is sampled at {sample_rate} Hz but {model.name} needs "
-                           f"{model.sample_rate} Hz; resample it first")
-    return convert_audio(wav, sample_rate, sample_rate, model.channels)[None].astype(np.float32, copy=False)

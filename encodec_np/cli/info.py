@@ -12,6 +12,7 @@ from .options import add_model_option, kbps
 
 
 def add_info_parser(sub, common) -> None:
+    """Add ``info`` to the subparsers ``sub`` (``common``: the options every command takes)."""
     p = sub.add_parser(
         "info", parents=[common], help="describe an .ecdc file, a checkpoint or an audio file",
         description="For an .ecdc file: its header, sizes and per-codebook code statistics (read without "
@@ -22,6 +23,7 @@ def add_info_parser(sub, common) -> None:
 
 
 def cmd_info(args) -> int:
+    """Run ``encodec-np info``: describe an ``.ecdc`` file, a checkpoint or name, or an audio file; returns 0."""
     from ..checkpoint import PRETRAINED_NAMES, resolve_checkpoint
 
     path = Path(args.file)

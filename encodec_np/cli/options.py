@@ -26,6 +26,7 @@ class UsageError(EncodecError):
 
 
 def positive_int(text: str) -> int:
+    """argparse type: ``text`` as an integer of at least 1."""
     try:
         value = int(text)
     except ValueError:
@@ -46,11 +47,13 @@ def add_backend_options(p, *, backend: str = "auto") -> None:
 
 
 def add_quiet_option(p) -> None:
+    """``-q/--quiet``."""
     p.add_argument("-q", "--quiet", action="store_true",
                    help="no progress bar and no summary line (warnings and errors still show)")
 
 
 def add_force_option(p) -> None:
+    """``-f/--force``."""
     p.add_argument("-f", "--force", action="store_true", help="overwrite existing output files")
 
 
@@ -102,11 +105,13 @@ def add_encoder_options(p, *, lm=True, several=False) -> None:
 
 
 def add_lm_model_option(p) -> None:
+    """``--lm-model NAME|PATH``: the language model for ``--lm`` and for LM-coded files."""
     p.add_argument("--lm-model", metavar="NAME|PATH", default=None,
                    help="language model for --lm and for decoding LM-coded files (default: the one matching the codec)")
 
 
 def add_audio_output_options(p) -> None:
+    """``-r/--rescale`` and ``--float``: how decoded audio is written (see :func:`write_wav`)."""
     p.add_argument("-r", "--rescale", action="store_true",
                    help="scale the output down so its peak is 0.99 instead of clamping it (clamping warns)")
     p.add_argument("--float", action="store_true",
@@ -114,6 +119,7 @@ def add_audio_output_options(p) -> None:
 
 
 def add_tokens_option(p) -> None:
+    """``--tokens OUT.npy``: the codes saved as an int16 array too (see :func:`write_tokens`)."""
     p.add_argument("--tokens", metavar="OUT.npy", default=None,
                    help="also save the codes as an int16 array [K, T] (K codebooks, T frames) for audio-LM "
                         "pipelines; for segmented models (encodec_48khz: 1 s segments with 1%% overlap) the "
@@ -171,11 +177,13 @@ def progress_bar(args):
 
 
 def say(args, message: str) -> None:
+    """Print ``message`` unless ``-q``."""
     if not getattr(args, "quiet", False):
         print(message)
 
 
 def load_codec(args, spec):
+    """The model ``spec`` (a name or path) on the command's ``--backend`` with its ``--threads``."""
     from ..checkpoint import load_model
 
     return load_model(spec, backend=args.backend, threads=args.threads)
@@ -190,7 +198,7 @@ def encoder_model(args):
 
 def model_spec(args) -> str:
     """The ``--model`` / ``--hq`` choice as a name or path."""
-    return args.model or ("encodec_48khz" if args.hq else "encodec_24khz")
+    return args.model or ("encodec_48khz" if getattr(args, "hq", False) else "encodec_24khz")  # stream: no --hq
 
 
 def checked_bandwidth(config, bandwidth) -> float:
@@ -209,6 +217,7 @@ def bandwidth_is_usage():
 
 
 def write_tokens(path, frames, bins: int) -> None:
+    """Save ``frames``' codes to ``path`` as :func:`~encodec_np.dataset.tokens_array` ``[K, T]`` int16, atomically."""
     from ..fileutil import atomic_output
 
     with atomic_output(path) as tmp, open(tmp, "wb") as f:
@@ -223,6 +232,7 @@ def subtype_for(args, path) -> str:
 
 
 def write_wav(args, path, wav, sample_rate) -> str:
+    """Write ``wav`` to ``path`` as ``-r`` and ``--float`` ask (see :func:`subtype_for`); returns the subtype."""
     from ..audio import write_audio
 
     subtype = subtype_for(args, path)
@@ -240,10 +250,12 @@ def decode_into(args, model, frames, audio_length: int, path, progress) -> tuple
 
 
 def kbps(nbytes: int, samples: int, sample_rate: int) -> float:
+    """The bitrate of ``nbytes`` for ``samples`` at ``sample_rate``, in kbps."""
     return 8 * nbytes / 1000 / (samples / sample_rate)
 
 
 def describe_codes(model, num_codebooks: int, frames) -> str:
+    """A summary of the codes for the final line: model, nominal kbps, codebooks x frames (and segments)."""
     total = sum(np.asarray(c).shape[-1] for c, _ in frames)
     nominal = num_codebooks * model.bits_per_codebook * model.frame_rate / 1000
     segs = f" in {len(frames)} segments" if len(frames) > 1 else ""
@@ -252,4 +264,5 @@ def describe_codes(model, num_codebooks: int, frames) -> str:
 
 
 def pretrained_codecs() -> tuple:
+    """The model names a file may name without ``--model``: Meta's two and the shipped one."""
     return ("encodec_24khz", "encodec_48khz", EMBEDDED)

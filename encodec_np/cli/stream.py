@@ -17,6 +17,7 @@ from .options import (
 
 
 def add_stream_parser(sub, common) -> None:
+    """Add ``stream`` to the subparsers ``sub`` (``common``: the options every command takes)."""
     p = sub.add_parser(
         "stream", parents=[common], help="encode raw PCM from stdin to codes on stdout (or back with --decode)",
         description="Streaming codec for pipes (causal models such as encodec_24khz): reads raw "
@@ -64,10 +65,10 @@ def _books(model, bandwidth: float) -> int:
 
 
 def cmd_stream(args) -> int:
+    """Run ``encodec-np stream``: PCM on stdin → a code stream on stdout, or back with ``--decode``; returns 0."""
     from .. import codestream
     from ..streaming import StreamingDecoder, StreamingEncoder
 
-    args.hq = False
     asked = args.bandwidth
     if args.decode and not args.raw:
         args.bandwidth = None  # known once the header is read

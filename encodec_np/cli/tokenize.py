@@ -34,6 +34,7 @@ from .options import (
 
 
 def add_tokenize_parser(sub, common) -> None:
+    """Add ``tokenize`` to the subparsers ``sub`` (``common``: the options every command takes)."""
     p = sub.add_parser(
         "tokenize", parents=[common], help="encode a folder or manifest of audio files into sharded codes",
         description="Encode every audio file of INPUT (a folder, scanned recursively, or a .csv/.jsonl manifest "
@@ -55,6 +56,7 @@ def add_tokenize_parser(sub, common) -> None:
 
 
 def cmd_tokenize(args) -> int:
+    """Run ``encodec-np tokenize`` (:func:`~encodec_np.dataset.tokenize_dataset`); returns the exit code."""
     if args.dask is not None and args.dask != "local" and args.workers:
         raise UsageError("--workers applies to local runs and --dask without an address; "
                          "a running cluster has its own workers")
@@ -74,6 +76,7 @@ def cmd_tokenize(args) -> int:
 
 
 def add_detokenize_parser(sub, common) -> None:
+    """Add ``detokenize`` to the subparsers ``sub`` (``common``: the options every command takes)."""
     p = sub.add_parser(
         "detokenize", parents=[common], help="decode tokenize's shards back to audio files (spot checks)",
         description="Decode the codes of one shard, or of all shards of a tokenize output folder, to audio "
@@ -90,6 +93,7 @@ def add_detokenize_parser(sub, common) -> None:
 
 
 def cmd_detokenize(args) -> int:
+    """Run ``encodec-np detokenize``: decode a shard's or an output folder's codes to audio files; returns 0."""
     out_dir, rows = select_tokens(args.input, args.bandwidth, args.limit)
     if not rows:
         raise EncodecError(f"no tokens in {args.input}" + (f" at {args.bandwidth:g} kbps" if args.bandwidth else ""))

@@ -124,7 +124,15 @@ def _dumps(row: dict) -> str:
 
 
 def append_jsonl(path: Path, rows: list[dict]) -> None:
-    """Append ``rows`` to a journal and sync it to disk (nothing to append: the file is not touched)."""
+    """Append ``rows`` to a journal and sync it to disk (nothing to append: the file is not touched).
+
+    Parameters
+    ----------
+    path : Path
+        A JSON Lines file (``manifest.jsonl``, ``failed.jsonl``), created if missing.
+    rows : list of dict
+        One JSON object per line.
+    """
     if not rows:
         return
     with open(path, "a", encoding="utf-8") as f:
@@ -134,7 +142,14 @@ def append_jsonl(path: Path, rows: list[dict]) -> None:
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:
-    """Replace a journal with ``rows`` (under a temporary name, then renamed)."""
+    """Replace a journal with ``rows`` (under a temporary name, then renamed).
+
+    Parameters
+    ----------
+    path : Path
+    rows : list of dict
+        One JSON object per line.
+    """
     with atomic_output(path) as tmp:
         tmp.write_text("".join(map(_dumps, rows)), encoding="utf-8")
 
@@ -167,7 +182,15 @@ def read_manifest(out_dir) -> list[dict]:
 
 
 def write_parquet(path: Path, rows: list[dict]) -> None:
-    """Write the manifest's ``rows`` as a Parquet table (needs pyarrow)."""
+    """Write the manifest's ``rows`` as a Parquet table (needs pyarrow).
+
+    Parameters
+    ----------
+    path : Path
+        Replaced as a whole (temporary name, then renamed).
+    rows : list of dict
+        The manifest's rows (:func:`read_manifest`), one table row each.
+    """
     pa = import_extra("pyarrow", "--parquet", "parquet")
     pq = import_extra("pyarrow.parquet", "--parquet", "parquet")
     with atomic_output(path) as tmp:

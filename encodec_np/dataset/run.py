@@ -60,7 +60,13 @@ class TokenizeSummary:
         return self.seconds_encoded / self.wall if self.wall > 0 else 0.0
 
     def lines(self, most: int = 10) -> list[str]:
-        """The summary table, one string per line (the failures' reasons at most ``most`` lines)."""
+        """The summary table, one string per line (the failures' reasons at most ``most`` lines).
+
+        Parameters
+        ----------
+        most : int
+            Failures listed with their reasons; the rest are counted.
+        """
         ignored = f", {self.ignored} other files ignored (not audio by their suffix)" if self.ignored else ""
         rows = [("files", f"{self.files} found: {self.encoded} encoded, {self.skipped} skipped (done before), "
                           f"{len(self.failed)} failed{ignored}"),
