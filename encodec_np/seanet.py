@@ -48,7 +48,7 @@ class Conv:
             shapes.update({p + "norm.weight": (self.c_out,), p + "norm.bias": (self.c_out,)})
         return shapes
 
-    def __call__(self, x, params, ops, trace=None):
+    def __call__(self, x, params, ops):
         """``x [B, c_in, T]`` → ``[B, c_out, ceil(T / stride)]`` (see :func:`run_layers`)."""
         p = f"{self.name}.conv."
         padding = ops.conv_padding(x.shape[2], self.kernel_size, self.stride, self.dilation, self.causal)
@@ -92,7 +92,7 @@ class ConvTranspose:
             right = padding_total // 2
         return padding_total - right, right
 
-    def __call__(self, x, params, ops, trace=None):
+    def __call__(self, x, params, ops):
         """``x [B, c_in, T]`` → ``[B, c_out, T * stride]`` (see :func:`run_layers`)."""
         p = f"{self.name}.convtr."
         y = ops.conv_transpose1d(x, params[p + "convtr.weight"], params[p + "convtr.bias"], self.stride)
@@ -112,7 +112,7 @@ class ELU:
         """No parameters: an empty dict."""
         return {}
 
-    def __call__(self, x, params, ops, trace=None):
+    def __call__(self, x, params, ops):
         """``ops.elu(x, alpha)``: any shape, the same shape out (see :func:`run_layers`)."""
         return ops.elu(x, self.alpha)
 
@@ -153,7 +153,7 @@ class LSTM:
         return [(params[p + f"weight_ih_l{i}"], params[p + f"weight_hh_l{i}"],
                  params[p + f"bias_ih_l{i}"], params[p + f"bias_hh_l{i}"]) for i in range(self.num_layers)]
 
-    def __call__(self, x, params, ops, trace=None):
+    def __call__(self, x, params, ops):
         """``x [B, dim, T]`` → ``lstm(x) + x`` ``[B, dim, T]`` (see :func:`run_layers`)."""
         y, _ = ops.lstm(x, self.weights(params))
         return ops.add(y, x)
@@ -278,7 +278,7 @@ def run_layers(layers: list, x: np.ndarray, params: dict, ops, trace: Trace | No
     ----------
     layers : list
         From :func:`encoder_layers` or :func:`decoder_layers`; each is called as
-        ``layer(x, params, ops, trace)``.
+        ``layer(x, params, ops)`` (a :class:`ResBlock` also gets ``trace``).
     x : [B, C, T]
         The first layer's input, a backend array.
     params : dict of str → ndarray
@@ -293,7 +293,8 @@ def run_layers(layers: list, x: np.ndarray, params: dict, ops, trace: Trace | No
     The last layer's output, a backend array.
     """
     for layer in layers:
-        x = layer(x, params, ops, trace)
+        # A residual block also reports the layers of its branch; the others have nothing inside.
+        x = layer(x, params, ops, trace) if isinstance(layer, ResBlock) else layer(x, params, ops)
         if trace is not None:
             trace(layer.name, x)
     return x
