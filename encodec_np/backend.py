@@ -29,226 +29,53 @@ class Backend(Protocol):
 
     def conv1d(self, x: np.ndarray, weight: np.ndarray, bias=None, stride: int = 1,
                dilation: int = 1) -> np.ndarray:
-        """Unpadded 1-d convolution (cross-correlation): :func:`encodec_np.ops.conv1d`.
-
-        Parameters
-        ----------
-        x : [B, C_in, T]
-        weight : [C_out, C_in, K]
-        bias : [C_out] or None
-        stride, dilation : int
-
-        Returns
-        -------
-        [B, C_out, (T - (K - 1) * dilation - 1) // stride + 1]
-        """
+        """Unpadded 1-d convolution (cross-correlation); shapes as :func:`encodec_np.ops.conv1d`."""
 
     def padded_conv1d(self, x: np.ndarray, weight: np.ndarray, bias, stride: int = 1, dilation: int = 1,
                       padding: tuple = (0, 0), pad_mode: str = "constant") -> np.ndarray:
-        """:meth:`pad1d` then :meth:`conv1d` in one call, so that a backend may fuse the padding.
-
-        Parameters
-        ----------
-        x : [B, C_in, T]
-        weight, bias, stride, dilation
-            As for :meth:`conv1d`.
-        padding : (left, right)
-            Samples added before and after ``x`` on the time axis.
-        pad_mode : str
-            The ``mode`` of :meth:`pad1d`.
-
-        Returns
-        -------
-        [B, C_out, T']
-            :meth:`conv1d` of the padded input.
-        """
+        """:meth:`pad1d` then :meth:`conv1d` in one call, so that a backend may fuse the padding; shapes as :func:`encodec_np.ops.padded_conv1d`."""
 
     def conv_transpose1d(self, x: np.ndarray, weight: np.ndarray, bias=None, stride: int = 1) -> np.ndarray:
-        """Unpadded transposed 1-d convolution: :func:`encodec_np.ops.conv_transpose1d`.
-
-        Parameters
-        ----------
-        x : [B, C_in, T]
-        weight : [C_in, C_out, K]
-        bias : [C_out] or None
-        stride : int
-
-        Returns
-        -------
-        [B, C_out, (T - 1) * stride + K]
-        """
+        """Unpadded transposed 1-d convolution; shapes as :func:`encodec_np.ops.conv_transpose1d`."""
 
     def conv_padding(self, length: int, kernel_size: int, stride: int, dilation: int, causal: bool) -> tuple:
-        """The padding of an official ``SConv1d``: :func:`encodec_np.ops.conv_padding`.
-
-        Parameters
-        ----------
-        length : int
-            Samples of the input.
-        kernel_size, stride, dilation : int
-        causal : bool
-            Whether all of the kernel's padding goes before the input.
-
-        Returns
-        -------
-        (left, right) : tuple of int
-        """
+        """The padding of an official ``SConv1d``; shapes as :func:`encodec_np.ops.conv_padding`."""
 
     def pad1d(self, x: np.ndarray, left: int, right: int, mode: str = "constant") -> np.ndarray:
-        """Pad the last axis: :func:`encodec_np.ops.pad1d`.
-
-        Parameters
-        ----------
-        x : [..., T]
-        left, right : int
-            Samples added before and after, non-negative.
-        mode : str
-            ``"constant"`` (zeros), ``"reflect"`` or ``"replicate"``.
-
-        Returns
-        -------
-        [..., left + T + right]
-        """
+        """Pad the last axis; shapes as :func:`encodec_np.ops.pad1d`."""
 
     def unpad1d(self, x: np.ndarray, left: int, right: int) -> np.ndarray:
-        """Drop samples from both ends of the last axis: :func:`encodec_np.ops.unpad1d`.
-
-        Parameters
-        ----------
-        x : [..., T]
-        left, right : int
-
-        Returns
-        -------
-        [..., T - left - right]
-        """
+        """Drop samples from both ends of the last axis; shapes as :func:`encodec_np.ops.unpad1d`."""
 
     def elu(self, x: np.ndarray, alpha: float = 1.0) -> np.ndarray:
-        """ELU, ``x`` if ``x > 0`` else ``alpha * (exp(x) - 1)``: :func:`encodec_np.ops.elu`.
-
-        Parameters
-        ----------
-        x : array of any shape
-        alpha : float
-
-        Returns
-        -------
-        array of ``x``'s shape
-        """
+        """ELU, ``x`` if ``x > 0`` else ``alpha * (exp(x) - 1)``; shapes as :func:`encodec_np.ops.elu`."""
 
     def group_norm(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float = 1e-5) -> np.ndarray:
-        """``GroupNorm(1, C)`` over channels and time together: :func:`encodec_np.ops.group_norm`.
-
-        Parameters
-        ----------
-        x : [B, C, T]
-        weight, bias : [C]
-            The per-channel scale and shift applied after normalising.
-        eps : float
-            Added to the (biased) variance.
-
-        Returns
-        -------
-        [B, C, T]
-        """
+        """``GroupNorm(1, C)`` over channels and time together; shapes as :func:`encodec_np.ops.group_norm`."""
 
     def lstm(self, x: np.ndarray, layers: list, state=None) -> tuple:
-        """Multi-layer unidirectional LSTM over time: :func:`encodec_np.ops.lstm`.
-
-        Parameters
-        ----------
-        x : [B, C, T]
-        layers : list of (w_ih [4H, C], w_hh [4H, H], b_ih [4H], b_hh [4H])
-            One tuple per layer, gates in PyTorch's order i, f, g, o.
-        state : list of (h [B, H], c [B, H]), optional
-            Each layer's initial state; None starts from zeros.
-
-        Returns
-        -------
-        y : [B, H, T]
-            The last layer's output.
-        state : list of (h [B, H], c [B, H])
-            Each layer's final state, to continue from.
-        """
+        """Multi-layer unidirectional LSTM over time; shapes as :func:`encodec_np.ops.lstm`."""
 
     def code_distances(self, x: np.ndarray, codebook: np.ndarray) -> np.ndarray:
-        """The official RVQ scores, larger for nearer codes: :func:`encodec_np.ops.code_distances`.
-
-        Parameters
-        ----------
-        x : [N, D]
-        codebook : [bins, D]
-
-        Returns
-        -------
-        [N, bins]
-            ``-(|x|^2 - 2 x.e + |e|^2)`` for each row ``x`` and code ``e``.
-        """
+        """The official RVQ scores, larger for nearer codes; shapes as :func:`encodec_np.ops.code_distances`."""
 
     def rvq_encode(self, x: np.ndarray, codebooks: np.ndarray) -> np.ndarray:
-        """Residual vector quantization: :func:`encodec_np.ops.rvq_encode`.
-
-        Parameters
-        ----------
-        x : [N, D]
-        codebooks : [Q, bins, D]
-
-        Returns
-        -------
-        codes : [Q, N] int64
-            Layer ``q``'s nearest codes to what layers ``< q`` left.
-        """
+        """Residual vector quantization; shapes as :func:`encodec_np.ops.rvq_encode`."""
 
     def rvq_decode(self, codes: np.ndarray, codebooks: np.ndarray) -> np.ndarray:
-        """The sum of the selected codebook vectors: :func:`encodec_np.ops.rvq_decode`.
-
-        Parameters
-        ----------
-        codes : [Q, N] int
-        codebooks : [>= Q, bins, D]
-
-        Returns
-        -------
-        [N, D]
-        """
+        """The sum of the selected codebook vectors; shapes as :func:`encodec_np.ops.rvq_decode`."""
 
     def to_device(self, x: np.ndarray) -> np.ndarray:
-        """The backend's array for ``x`` (``x`` itself on the host).
-
-        Parameters
-        ----------
-        x : ndarray
-            A NumPy array (a device backend passes its own arrays through).
-        """
+        """The backend's array for ``x`` (``x`` itself on the host); shapes as :func:`encodec_np.ops.to_device`."""
 
     def to_host(self, x: np.ndarray) -> np.ndarray:
-        """A NumPy array of ``x`` (``x`` itself on the host).
-
-        Parameters
-        ----------
-        x : array
-            The backend's array, as an op returned it.
-        """
+        """A NumPy array of ``x`` (``x`` itself on the host); shapes as :func:`encodec_np.ops.to_host`."""
 
     def add(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """``a + b``: the residual connections.
-
-        Parameters
-        ----------
-        a, b : arrays of one shape
-        """
+        """``a + b``: the residual connections; shapes as :func:`encodec_np.ops.add`."""
 
     def swap_last_axes(self, x: np.ndarray) -> np.ndarray:
-        """Transpose the last two axes: :func:`encodec_np.ops.swap_last_axes`.
-
-        Parameters
-        ----------
-        x : [A, M, N]
-
-        Returns
-        -------
-        [A, N, M], contiguous
-        """
+        """Transpose the last two axes; shapes as :func:`encodec_np.ops.swap_last_axes`."""
 
 
 #: The names every backend provides.

@@ -552,7 +552,7 @@ def _gate_dots(w, j, hidden, h):
 @intrinsic
 def _fetch_add(typingctx, counters, index):
     """``counters[index] += 1`` atomically (sequentially consistent); returns the value before."""
-    if not (isinstance(counters, types.Array) and counters.dtype == types.int64 and isinstance(index, types.Integer)):
+    if not _is_counter(counters, index):
         return None
 
     def codegen(context, builder, signature, args):
@@ -565,13 +565,18 @@ def _fetch_add(typingctx, counters, index):
 @intrinsic
 def _load_acquire(typingctx, counters, index):
     """``counters[index]``, read atomically with acquire order (what its last writer wrote before is visible)."""
-    if not (isinstance(counters, types.Array) and counters.dtype == types.int64 and isinstance(index, types.Integer)):
+    if not _is_counter(counters, index):
         return None
 
     def codegen(context, builder, signature, args):
         return builder.load_atomic(_element_pointer(context, builder, signature, args), "acquire", 8)
 
     return types.int64(counters, index), codegen
+
+
+def _is_counter(counters, index) -> bool:
+    """Whether the intrinsics below accept these numba types: an int64 array and an integer index."""
+    return isinstance(counters, types.Array) and counters.dtype == types.int64 and isinstance(index, types.Integer)
 
 
 def _element_pointer(context, builder, signature, args):
