@@ -130,7 +130,7 @@ def graph_runtime_versions() -> dict:
 def build(name: str, seed: int = 0):
     """Our model on every backend plus the official one (as shipped and folded), same weights."""
     import encodec_np
-    from encodec_np.checkpoint import to_official_state
+    from encodec_np.io.checkpoint import to_official_state
     from encodec_np.synthetic import random_params
 
     config = getattr(encodec_np, name)()

@@ -54,7 +54,7 @@ def official_cuda(name: str, config, params):
         return None
     if not torch.cuda.is_available():
         return None
-    from encodec_np.checkpoint import to_official_state
+    from encodec_np.io.checkpoint import to_official_state
 
     ctor = {"encodec_24khz": enc.EncodecModel.encodec_model_24khz,
             "encodec_48khz": enc.EncodecModel.encodec_model_48khz}[name]

@@ -6,11 +6,9 @@
 >>> frames = model.encode(x)          # x [B, C, T] float32        # doctest: +SKIP
 >>> y = model.decode(frames)                                      # doctest: +SKIP
 """
-from . import functional
-from .audio import convert_audio, read_audio, write_audio
-from .checkpoint import load_model, read_checkpoint, save_model
+from . import functional, moved
+from .compression import compress, decompress
 from .config import EncodecConfig, RVQConfig, SEANetConfig, encodec_24khz, encodec_32khz, encodec_48khz
-from .ecdc import compress, decompress
 from .errors import CheckpointError, EncodecError
 from .functional import (
     Decoder,
@@ -29,17 +27,24 @@ from .functional import (
     rvq_quantize,
     spectral_loss,
 )
-from .model import EncodecModel
+from .io.audio import convert_audio, read_audio, write_audio
+from .io.checkpoint import read_checkpoint, save_model
+from .model import EncodecModel, load_model
 from .streaming import StreamingDecoder, StreamingEncoder
 
 __version__ = "0.1.0"
+moved.install(__name__)
 
 
 def __getattr__(name):
     # The LM needs scipy.special (~0.5 s to import): load it only when asked for.
     if name == "load_lm":
-        from .lm import load_lm
+        from .format.lm import load_lm
         return load_lm
+    if name in moved.MOVED:  # encodec_np.ecdc and the other old module paths, as attributes
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module 'encodec_np' has no attribute {name!r}")
 
 

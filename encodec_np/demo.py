@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .hub import ASSETS
+from .io.hub import ASSETS
 
 DEMO_CLIP = ASSETS / "demo_speech_24k.flac"
 

@@ -45,7 +45,7 @@ from . import ops
 from .config import SEANetConfig
 from .errors import EncodecError
 from .seanet import LSTM, Conv, ConvTranspose, decoder_layers, encoder_layers, param_shapes, run_layers
-from .validate import float_array
+from .validate import float_array, param_mismatch
 
 #: Decoder-order upsampling ratios; the encoder strides are 2, 4, 5, 8.
 RATIOS = (8, 5, 4, 2)
@@ -204,17 +204,10 @@ def _init_params(layers: list, rng: np.random.Generator) -> dict[str, np.ndarray
 def _check_params(params, layers: list, what: str) -> dict[str, np.ndarray]:
     if not isinstance(params, dict):
         raise EncodecError(f"{what} params must be a dict of name -> array, got {type(params).__name__}")
-    expected = param_shapes(layers)
-    missing = sorted(set(expected) - set(params))
-    unexpected = sorted(set(params) - set(expected))
-    wrong = sorted(f"{k}: expected {expected[k]}, got {tuple(np.shape(params[k]))}"
-                   for k in set(expected) & set(params) if tuple(np.shape(params[k])) != expected[k])
-    if missing or unexpected or wrong:
-        parts = [f"{title}: {', '.join(items[:5])}" + (f" ... ({len(items)} in all)" if len(items) > 5 else "")
-                 for title, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong))
-                 if items]
-        raise EncodecError(f"{what} params do not match its configuration; " + "; ".join(parts)
-                           + "; build them with build_encoder / build_decoder or seanet.param_shapes")
+    mismatch = param_mismatch(param_shapes(layers), params)
+    if mismatch:
+        raise EncodecError(f"{what} params do not match its configuration; {mismatch}; "
+                           "build them with build_encoder / build_decoder or seanet.param_shapes")
     return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in params.items()}
 
 

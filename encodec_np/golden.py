@@ -33,7 +33,7 @@ Segments: models with segments (48 kHz: 1 s segments, 1 % overlap) are
 described for their **first segment only** (``meta/segment_only`` is True and
 ``input`` is ``x[..., :segment_length]``). Every later segment goes through
 exactly the same steps on its own slice and scale; overlap-add is the only
-step between segments, and :func:`encodec_np.model.linear_overlap_add` is
+step between segments, and :func:`encodec_np.geometry.linear_overlap_add` is
 small enough to port by reading. ``decoded`` is the segment's decoder output
 before overlap-add (with a single segment, overlap-add divides ``w * y`` by
 ``w`` and may change the last bit).

@@ -20,9 +20,20 @@ from typing import List, Tuple
 
 import numpy as np
 
-from .audio import AudioWriter, audio_info, convert_audio, read_blocks, read_for_model, warn_if_over_range, write_audio
-from .ecdc import _report
+from . import compression
 from .errors import EncodecError
+from .format.ecdc import MAX_AUDIO_LENGTH
+from .io.audio import (
+    AudioWriter,
+    audio_info,
+    convert_audio,
+    read_blocks,
+    read_for_model,
+    warn_if_over_range,
+    write_audio,
+)
+from .progress import report
+from .streaming import StreamingDecoder, StreamingEncoder
 
 Frame = Tuple[np.ndarray, object]
 
@@ -48,7 +59,7 @@ def encode_file(model, path, progress=None) -> Tuple[List[Frame], int]:
     ----------
     model : EncodecModel
     path : str or Path
-        Any audio file :func:`~encodec_np.audio.read_audio` reads.
+        Any audio file :func:`~encodec_np.io.audio.read_audio` reads.
     progress : callable, optional
         ``progress(stage, done, total)``, called per chunk (or per segment).
 
@@ -60,13 +71,10 @@ def encode_file(model, path, progress=None) -> Tuple[List[Frame], int]:
     audio_length : int
         That converted length in samples.
     """
-    from . import ecdc
-
     sample_rate, _, frames = audio_info(path)
     if not streams_file(model, sample_rate, frames):
         wav = read_for_model(path, model)
-        return ecdc.encode_frames(model, wav, progress), wav.shape[-1]
-    from .streaming import StreamingEncoder
+        return compression.encode_frames(model, wav, progress), wav.shape[-1]
 
     block = max(1, int(model.chunk_seconds * sample_rate))
     total = -(-frames // block)
@@ -77,11 +85,11 @@ def encode_file(model, path, progress=None) -> Tuple[List[Frame], int]:
         x = convert_audio(wav, sample_rate, sample_rate, model.channels).astype(np.float32, copy=False)
         parts.append(enc.push(x[None]))
         length += x.shape[-1]
-        _report(progress, "encoding", min(i + 1, total), total)
+        report(progress, "encoding", min(i + 1, total), total)
     parts.append(enc.flush())
     warn_if_over_range(peak, path)
-    if length > ecdc.MAX_AUDIO_LENGTH:
-        raise EncodecError(f"an .ecdc file holds at most {ecdc.MAX_AUDIO_LENGTH} samples, got {length}")
+    if length > MAX_AUDIO_LENGTH:
+        raise EncodecError(f"an .ecdc file holds at most {MAX_AUDIO_LENGTH} samples, got {length}")
     return [(np.concatenate(parts, axis=-1), None)], length
 
 
@@ -89,8 +97,8 @@ def decode_to_file(model, frames: List[Frame], audio_length: int, path, *, subty
                    rescale: bool = False, progress=None) -> int:
     """Decode ``frames`` (batch 1) and write the first ``audio_length`` samples to ``path``.
 
-    As :func:`encodec_np.ecdc.decode_frames` followed by
-    :func:`encodec_np.audio.write_audio` (same samples, same clamping and
+    As :func:`encodec_np.compression.decode_frames` followed by
+    :func:`encodec_np.io.audio.write_audio` (same samples, same clamping and
     atomic write), chunk by chunk where the model streams.
 
     Parameters
@@ -102,7 +110,7 @@ def decode_to_file(model, frames: List[Frame], audio_length: int, path, *, subty
     path : str or Path
         The audio file to write; its suffix gives the format.
     subtype, rescale
-        As for :func:`~encodec_np.audio.write_audio`.
+        As for :func:`~encodec_np.io.audio.write_audio`.
     progress : callable, optional
         ``progress("decoding", done, total)``.
 
@@ -111,14 +119,11 @@ def decode_to_file(model, frames: List[Frame], audio_length: int, path, *, subty
     int
         Samples per channel written.
     """
-    from . import ecdc
-
     codes = model.check_frames(frames)[0][0]
     if rescale or codes.shape[0] != 1 or not model.chunks_input(codes.shape[-1] * model.config.seanet.hop_length):
-        wav = ecdc.decode_frames(model, frames, audio_length, progress)
+        wav = compression.decode_frames(model, frames, audio_length, progress)
         write_audio(path, wav, model.sample_rate, rescale=rescale, subtype=subtype)
         return wav.shape[-1]
-    from .streaming import StreamingDecoder
 
     step = max(1, int(model.chunk_seconds * model.frame_rate))
     total = -(-codes.shape[-1] // step)
@@ -133,5 +138,5 @@ def decode_to_file(model, frames: List[Frame], audio_length: int, path, *, subty
                 writer.write(y)
                 written += y.shape[-1]
             if i < total:
-                _report(progress, "decoding", i + 1, total)
+                report(progress, "decoding", i + 1, total)
     return written

@@ -15,125 +15,13 @@ import numpy as np
 from . import quantization as rvq
 from .config import EncodecConfig
 from .errors import EncodecError
-from .seanet import decoder_layers, encoder_layers, param_shapes, run_layers
-from .validate import float_array
+from .geometry import linear_overlap_add
+from .io.checkpoint import read_checkpoint, resolve_checkpoint
+from .seanet import decoder_layers, encoder_layers, run_layers
+from .streaming import StreamingDecoder, StreamingEncoder
+from .validate import MAX_SCALE, check_params, float_array, resolve_dtype
 
 EncodedFrame = Tuple[np.ndarray, Optional[np.ndarray]]
-#: The largest segment scale accepted: a scale is the segment's RMS (+1e-8), ~1 for full-scale
-#: audio; past this the decoded samples would overflow float32 into inf.
-MAX_SCALE = 1e4
-DTYPES = {"float32": np.float32, "float64": np.float64}
-
-
-def resolve_dtype(dtype) -> np.dtype:
-    """``"float32"`` / ``"float64"`` (or the NumPy types) → ``np.dtype``.
-
-    Parameters
-    ----------
-    dtype : str, type or dtype
-        Anything ``np.dtype`` reads as float32 or float64; others raise :class:`EncodecError`.
-    """
-    key = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
-    if key not in DTYPES:
-        raise EncodecError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-    return np.dtype(DTYPES[key])
-
-
-def expected_param_shapes(config: EncodecConfig) -> dict[str, tuple[int, ...]]:
-    """Every parameter the model needs, with its shape (weight norm folded).
-
-    Parameters
-    ----------
-    config : EncodecConfig
-
-    Returns
-    -------
-    dict of str → tuple of int
-        The encoder's and decoder's layers, and ``quantizer.codebooks`` ``(n_q, bins, dimension)``.
-    """
-    shapes = param_shapes(encoder_layers(config.seanet))
-    shapes.update(param_shapes(decoder_layers(config.seanet)))
-    q = config.quantizer
-    shapes[rvq.CODEBOOKS] = (q.n_q, q.bins, q.dimension)
-    return shapes
-
-
-def linear_overlap_add(frames: List[np.ndarray], stride: int) -> np.ndarray:
-    """Official overlap-add with triangular weights.
-
-    The weight ramp is built from the first frame's length, as official.
-
-    Parameters
-    ----------
-    frames : list of [B, C, n_i]
-        All but the last of equal length ``n_0``.
-    stride : int
-        Samples between the starts of consecutive frames.
-
-    Returns
-    -------
-    [B, C, stride * (len(frames) - 1) + n_last]
-    """
-    dtype = frames[0].dtype
-    total = stride * (len(frames) - 1) + frames[-1].shape[-1]
-    weight = overlap_weights(frames[0].shape[-1], dtype)
-    out = np.zeros(frames[0].shape[:-1] + (total,), dtype=dtype)
-    sum_weight = np.zeros(total, dtype=dtype)
-    for i, frame in enumerate(frames):
-        n = frame.shape[-1]
-        out[..., i * stride:i * stride + n] += weight[:n] * frame
-        sum_weight[i * stride:i * stride + n] += weight[:n]
-    return out / sum_weight
-
-
-def overlap_weights(n: int, dtype) -> np.ndarray:
-    """The official overlap-add ramp ``0.5 - |t - 0.5|``, ``t = linspace(0, 1, n + 2)[1:-1]``.
-
-    Parameters
-    ----------
-    n : int
-        Samples of a frame.
-    dtype : float32 or float64
-
-    Returns
-    -------
-    [n] of ``dtype``
-    """
-    t = torch_linspace(0.0, 1.0, n + 2, dtype)[1:-1]
-    return (0.5 - np.abs(t - 0.5)).astype(dtype)
-
-
-def torch_linspace(start: float, end: float, steps: int, dtype) -> np.ndarray:
-    """``torch.linspace`` bit for bit: built from both ends, one rounding per value.
-
-    PyTorch computes ``start + step * i`` below the midpoint and
-    ``end - step * (steps - 1 - i)`` above it with fused multiply-adds; NumPy's
-    float64 linspace cast to float32 differs from it by one ulp in places,
-    which would shift overlap-add weights against the official model. The
-    products are formed in a wider type so that each value is rounded once.
-
-    Parameters
-    ----------
-    start, end : float
-    steps : int
-        Values returned, both ends included.
-    dtype : float32 or float64
-
-    Returns
-    -------
-    [steps] of ``dtype``
-    """
-    dtype = np.dtype(dtype)
-    wide = np.float64 if dtype == np.float32 else np.longdouble
-    if steps == 1:
-        return np.array([start], dtype=dtype)
-    start_, end_ = dtype.type(start), dtype.type(end)
-    step = wide((end_ - start_) / dtype.type(steps - 1))
-    idx = np.arange(steps)
-    halfway = steps // 2
-    lo = wide(start_) + step * idx[:halfway].astype(wide)
-    hi = wide(end_) - step * (steps - 1 - idx[halfway:]).astype(wide)
-    return np.concatenate([lo, hi]).astype(dtype)
 
 
 class EncodecModel:
@@ -197,12 +85,12 @@ class EncodecModel:
         Parameters
         ----------
         name : str
-            Any of ``encodec_np.checkpoint.PRETRAINED_NAMES``:
+            Any of ``encodec_np.io.checkpoint.PRETRAINED_NAMES``:
             ``"encodec_np_small_24khz"`` (shipped in the package, offline),
             ``"encodec_24khz"``, ``"encodec_48khz"`` (Meta's files),
             ``"facebook/encodec_24khz"``, ``"facebook/encodec_32khz"``,
             ``"facebook/encodec_48khz"`` (Hugging Face snapshots); see
-            :func:`~encodec_np.checkpoint.load_model`.
+            :func:`~encodec_np.model.load_model`.
         cache_dir : str or Path, optional
             Where the checkpoint is cached; default ``$ENCODEC_NP_CACHE``, else
             ``$XDG_CACHE_HOME/encodec_np``, else ``~/.cache/encodec_np``.
@@ -218,7 +106,6 @@ class EncodecModel:
         CheckpointError
             The download does not match its checksum.
         """
-        from .checkpoint import load_model
         return load_model(name, backend=backend, dtype=dtype, cache_dir=cache_dir)
 
     # ------------------------------------------------------------------ official attributes
@@ -421,16 +308,12 @@ class EncodecModel:
 
         ``progress(done, total)`` (optional) is called after each chunk.
         """
-        from .streaming import StreamingEncoder
-
         frames = -(-x.shape[-1] // self.config.seanet.hop_length)
         return self._in_chunks(StreamingEncoder(self), x, int(self.chunk_seconds * self.sample_rate), frames,
                                progress)
 
     def _decode_in_chunks(self, codes: np.ndarray, progress=None) -> np.ndarray:
         """Audio ``[B, C, F * hop]`` of ``codes [B, K, F]`` through :class:`StreamingDecoder`."""
-        from .streaming import StreamingDecoder
-
         samples = codes.shape[-1] * self.config.seanet.hop_length
         return self._in_chunks(StreamingDecoder(self), codes, int(self.chunk_seconds * self.frame_rate), samples,
                                progress)
@@ -632,53 +515,37 @@ def _split_audio(audio: np.ndarray, n: int) -> List[np.ndarray]:
     return np.split(audio, n, axis=0)
 
 
-def check_params(config: EncodecConfig, params: dict) -> None:
-    """Raise :class:`CheckpointError` listing missing, unexpected and mis-shaped parameters.
-
-    Then :func:`check_weights`: every tensor floating point and finite.
-
-    Parameters
-    ----------
-    config : EncodecConfig
-        The structure the parameters must match (:func:`expected_param_shapes`).
-    params : dict of str → ndarray
-        Folded weights, by name.
-    """
-    from .errors import CheckpointError
-
-    expected = expected_param_shapes(config)
-    missing = sorted(set(expected) - set(params))
-    unexpected = sorted(set(params) - set(expected))
-    wrong = sorted(f"{k}: expected {expected[k]}, got {tuple(np.shape(params[k]))}"
-                   for k in set(expected) & set(params) if tuple(np.shape(params[k])) != expected[k])
-    if missing or unexpected or wrong:
-        parts = []
-        for title, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
-            if items:
-                shown = ", ".join(items[:8]) + (f" ... ({len(items)} in all)" if len(items) > 8 else "")
-                parts.append(f"{title}: {shown}")
-        raise CheckpointError(f"weights do not match the {config.name!r} configuration; " + "; ".join(parts))
-    check_weights(params)
-
-
-#: The dtypes weights may be stored in (bfloat16 has no NumPy type).
-WEIGHT_DTYPES = (np.float16, np.float32, np.float64)
-
-
-def check_weights(params: dict) -> None:
-    """Raise :class:`CheckpointError` naming a tensor that is not floating point or not finite.
+def load_model(path_or_name=None, *, backend: str = "auto", dtype="float32",
+               config: EncodecConfig | None = None, cache_dir=None, threads: int | None = None):
+    """Load an :class:`~encodec_np.model.EncodecModel`.
 
     Parameters
     ----------
-    params : dict of str to ndarray
-        Raw or canonical weights, by name.
-    """
-    from .errors import CheckpointError
+    path_or_name : str or Path, optional
+        One of :data:`PRETRAINED_NAMES`, or a checkpoint path (Meta ``.th``,
+        Hugging Face folder, ``.safetensors``):
 
-    for key, value in params.items():
-        dtype = getattr(value, "dtype", None)
-        if not isinstance(value, np.ndarray) or dtype not in WEIGHT_DTYPES:
-            raise CheckpointError(f"{key}: stored as {dtype or type(value).__name__}, but weights are "
-                                  "float16, float32 or float64; the file is corrupt or not an EnCodec model")
-        if not np.isfinite(value).all():
-            raise CheckpointError(f"{key}: holds NaN or Inf; the checkpoint is corrupt (or training diverged)")
+        * ``None`` or ``"encodec_np_small_24khz"``: the small model shipped in
+          the package, trained for this project (no download);
+        * ``"encodec_24khz"``, ``"encodec_48khz"``: Meta's files, downloaded
+          once into the cache and checked against their sha256;
+        * ``"facebook/encodec_24khz"``, ``"facebook/encodec_32khz"``,
+          ``"facebook/encodec_48khz"`` (any Hugging Face repository id): the
+          snapshot in the Hugging Face cache, found offline, or downloaded
+          with ``huggingface_hub`` when it is installed.
+    backend : str
+        ``"auto"``, ``"numpy"`` or another available backend.
+    dtype : ``"float32"`` or ``"float64"``.
+    config : EncodecConfig, optional
+        Overrides the configuration inferred from the file.
+    cache_dir : str or Path, optional
+        Where Meta's files are cached (see :func:`resolve_checkpoint`).
+    threads : int, optional
+        Threads per call (default: all cores); see :class:`~encodec_np.model.EncodecModel`.
+
+    Returns
+    -------
+    EncodecModel
+    """
+    cfg, params = read_checkpoint(resolve_checkpoint(path_or_name, cache_dir), config)
+    return EncodecModel(cfg, params, backend=backend, dtype=dtype, threads=threads)

@@ -29,7 +29,7 @@ import numpy as np
 from . import geometry
 from . import quantization as rvq
 from .errors import EncodecError
-from .model import overlap_weights
+from .geometry import overlap_weights
 from .seanet import ELU, LSTM, Conv, ConvTranspose, ResBlock
 
 

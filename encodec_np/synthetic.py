@@ -96,7 +96,7 @@ def _stream(seed: int, name: str) -> np.random.Generator:
 
 
 def random_params(config: EncodecConfig, seed: int = 0) -> dict[str, np.ndarray]:
-    """Seeded float32 weights for every entry of :func:`~encodec_np.model.expected_param_shapes`.
+    """Seeded float32 weights for every entry of :func:`~encodec_np.validate.expected_param_shapes`.
 
     Deterministic in ``(config, seed)`` only; see the module docstring for
     the distributions.
@@ -111,7 +111,7 @@ def random_params(config: EncodecConfig, seed: int = 0) -> dict[str, np.ndarray]
     -------
     dict of str → float32 ndarray
     """
-    from .model import expected_param_shapes
+    from .validate import expected_param_shapes
 
     if int(seed) < 0:
         raise EncodecError(f"seed must be a non-negative integer, got {seed}")

@@ -42,7 +42,7 @@ def prepare(tmp: Path) -> dict:
     from th_writer import write_th
 
     import encodec_np
-    from encodec_np.checkpoint import to_official_state
+    from encodec_np.io.checkpoint import to_official_state
     from encodec_np.synthetic import random_params
 
     cfg = tiny_config()
@@ -107,7 +107,7 @@ def make_case(state: dict, rng: random.Random) -> tuple[bytes, str]:
 
 def load(state: dict, data: bytes, name: str, tmp: Path) -> None:
     import encodec_np
-    from encodec_np.checkpoint import read_checkpoint
+    from encodec_np.io.checkpoint import read_checkpoint
 
     if FORMAT == "config":
         (state["hf"] / "config.json").write_bytes(data)

@@ -36,7 +36,7 @@ def prepare(tmp: Path) -> dict:
     from test_lm import random_lm_state
 
     import encodec_np
-    from encodec_np.lm import LMModel
+    from encodec_np.format.lm import LMModel
     from encodec_np.synthetic import random_model, test_signal
 
     lm = LMModel.from_state(random_lm_state(32, dim=16, layers=1, hidden=32, seed=0))

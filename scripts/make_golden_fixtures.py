@@ -11,7 +11,7 @@ Weight loading. Our canonical names are the official ones with weight norm
 folded. For weight-norm models each ``...weight`` becomes ``weight_v = w`` and
 ``weight_g = ||w||`` (norm over every dim but 0); the state dict is loaded
 with ``strict=True`` (so every official name is checked), and
-:func:`encodec_np.checkpoint.canonicalize` of that state dict must give back
+:func:`encodec_np.io.checkpoint.canonicalize` of that state dict must give back
 our weights (max difference printed and stored). Because ``g * v / ||v||``
 may differ from ``w`` in the last bit, weight norm is then removed from the
 official modules and ``weight`` is set to ``w`` exactly: the official
@@ -49,8 +49,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 from oracle import import_encodec, run_official  # noqa: E402
 
 import encodec_np  # noqa: E402
-from encodec_np.checkpoint import canonicalize  # noqa: E402
 from encodec_np.config import PRESETS  # noqa: E402
+from encodec_np.io.checkpoint import canonicalize  # noqa: E402
 from encodec_np.quantization import CODEBOOKS  # noqa: E402
 from encodec_np.synthetic import random_params, test_signal  # noqa: E402
 

@@ -57,8 +57,8 @@ def record(backend: str) -> dict:
 
     import encodec_np
     from encodec_np.dataset import tokenize_dataset
+    from encodec_np.format.lm import LMModel
     from encodec_np.golden import export_golden
-    from encodec_np.lm import LMModel
     from encodec_np.synthetic import random_model, test_signal
 
     out: dict = {}

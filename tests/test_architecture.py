@@ -105,3 +105,85 @@ def test_public_functions_document_their_parameters():
     undocumented = sorted(name for name, fn, params in _public_callables()
                           if params and not _PARAMETERS_SECTION.search(inspect.getdoc(fn) or ""))
     assert not undocumented, f"add a Parameters section to their docstrings: {undocumented}"
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(PACKAGE.parent).with_suffix("")
+    parts = list(rel.parts[:-1]) if rel.name == "__init__" else list(rel.parts)
+    return ".".join(parts)
+
+
+def _library_modules() -> dict:
+    return {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+
+
+def _resolve(importer: str, path: Path, level: int, module: str, name: str, modules: dict) -> str | None:
+    """The library module an import statement loads (``None``: outside the package)."""
+    if level:
+        base = importer.split(".") if path.name == "__init__.py" else importer.split(".")[:-1]
+        base = base[:len(base) - (level - 1)]
+        target = ".".join(base + ([module] if module else []))
+    else:
+        target = module
+    if f"{target}.{name}" in modules:  # `from . import ecdc` loads the module ecdc
+        return f"{target}.{name}"
+    return target if target in modules else None
+
+
+def test_library_modules_import_no_private_name_of_another():
+    modules = _library_modules()
+    offenders = []
+    for name, path in modules.items():
+        for level, module, names in _imports(path):
+            for n in names:
+                if n.startswith("_") and not n.startswith("__") and _resolve(name, path, level, module, n, modules):
+                    offenders.append(f"{name}: {module}.{n}")
+    assert not offenders, offenders
+
+
+def test_library_has_no_import_cycle():
+    """Function-level imports count too: they hide a cycle, they do not remove it."""
+    modules = _library_modules()
+    graph = {name: set() for name in modules}
+    for name, path in modules.items():
+        for level, module, names in _imports(path):
+            for n in names or [""]:
+                target = _resolve(name, path, level, module, n, modules)
+                # a package's __init__ re-exports its modules: importing it from below is not a cycle of modules
+                if target and target != name and target != "encodec_np":
+                    graph[name].add(target)
+    state, stack, cycles = {}, [], []
+
+    def visit(node):
+        state[node] = "open"
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == "open":
+                cycles.append(stack[stack.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt)
+        stack.pop()
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node)
+    assert not cycles, [" -> ".join(c) for c in cycles]
+
+
+def test_moved_modules_keep_their_old_import_paths():
+    import importlib
+
+    from encodec_np.moved import MOVED
+
+    for old, new in MOVED.items():
+        moved = importlib.import_module(f"encodec_np.{new}")
+        assert importlib.import_module(f"encodec_np.{old}") is moved
+        assert moved.__spec__.name == f"encodec_np.{new}"  # still one module, under its own name
+    from encodec_np.checkpoint import read_checkpoint
+    from encodec_np.ecdc import read_frames
+    from encodec_np.tokenize import tokenize_dataset
+
+    assert read_frames.__module__ == "encodec_np.format.ecdc"
+    assert read_checkpoint.__module__ == "encodec_np.io.checkpoint"
+    assert tokenize_dataset.__module__ == "encodec_np.dataset.run"

@@ -1,4 +1,4 @@
-"""Audio files and conversion (encodec_np.audio): read/write, clipping, channels, resampling."""
+"""Audio files and conversion (encodec_np.io.audio): read/write, clipping, channels, resampling."""
 from __future__ import annotations
 
 import os
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from encodec_np.audio import LIMIT, audio_format, audio_info, convert_audio, read_audio, read_blocks, write_audio
 from encodec_np.errors import EncodecError
+from encodec_np.io.audio import LIMIT, audio_format, audio_info, convert_audio, read_audio, read_blocks, write_audio
 
 
 def sine(freq, sr, seconds, channels=1, amp=0.5):
@@ -165,7 +165,7 @@ def test_conversion_errors():
 def test_read_for_model_converts_or_refuses_another_rate(tmp_path):
     from types import SimpleNamespace
 
-    from encodec_np.audio import read_for_model
+    from encodec_np.io.audio import read_for_model
 
     model = SimpleNamespace(name="m", sample_rate=24000, channels=2)
     path = tmp_path / "16k.wav"

@@ -12,7 +12,7 @@ from th_writer import Global, write_th
 
 import encodec_np
 from encodec_np import CheckpointError, EncodecModel, RVQConfig
-from encodec_np.checkpoint import FORMAT_KEY, fold_weight_norm, read_checkpoint, read_torch_state, to_official_state
+from encodec_np.io.checkpoint import FORMAT_KEY, fold_weight_norm, read_checkpoint, read_torch_state, to_official_state
 from encodec_np.synthetic import random_params
 
 
@@ -242,7 +242,7 @@ def test_unrecognised_structure_asks_for_a_config(tmp_path):
 
 
 def test_missing_package_weights_are_a_clear_error(monkeypatch, tmp_path):
-    from encodec_np import hub
+    from encodec_np.io import hub
 
     monkeypatch.setattr(hub, "ASSETS", tmp_path)  # a build without its package data
     with pytest.raises(CheckpointError, match="package has no encodec_np_small_24khz"):

@@ -12,9 +12,10 @@ import pytest
 import soundfile as sf
 
 import encodec_np
-from encodec_np import ecdc
-from encodec_np.audio import convert_audio, read_audio
+from encodec_np import compression, geometry
 from encodec_np.config import encodec_24khz, encodec_48khz
+from encodec_np.format import ecdc
+from encodec_np.io.audio import convert_audio, read_audio
 from encodec_np.synthetic import random_model, test_signal
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,8 +79,8 @@ def api_roundtrip(model, wav, bandwidth):
     """What the in-memory API gives for an audio file: ``(.ecdc bytes, decoded [C, T])``."""
     x, sr = read_audio(wav)
     model.set_target_bandwidth(bandwidth)
-    data = ecdc.compress(model, convert_audio(x, sr, model.sample_rate, model.channels))
-    return data, ecdc.decompress(data, model=model)[0]
+    data = compression.compress(model, convert_audio(x, sr, model.sample_rate, model.channels))
+    return data, compression.decompress(data, model=model)[0]
 
 
 @pytest.mark.slow
@@ -132,7 +133,7 @@ def test_48_structured_resampled_stereo_float(tmp_path, models):
     r = ok(run("encode", src, tmp_path / "b.ecdc", "--model", ckpt, "-b", "12", "--tokens", tmp_path / "t.npy",
                "--backend", "auto", "--threads", "1"))   # the default backend, once
     length = -(-52000 * 48000 // 44100)
-    layout = list(ecdc.segments(model.config, length))
+    layout = list(geometry.segments(model.config, length))
     assert len(layout) == 2 and f"in {len(layout)} segments" in r.stdout
     tokens = np.load(tmp_path / "t.npy")
     assert tokens.shape == (8, sum(f for _, _, f in layout))
@@ -164,7 +165,7 @@ def test_info(tmp_path, models):
 def test_convert_th_to_safetensors(tmp_path):
     from th_writer import write_th
 
-    from encodec_np.checkpoint import read_checkpoint, to_official_state
+    from encodec_np.io.checkpoint import read_checkpoint, to_official_state
     from encodec_np.synthetic import random_params
 
     cfg = encodec_24khz()
@@ -209,8 +210,8 @@ def test_clipping_warning_on_the_command_line(tmp_path, models):
     model, ckpt = models["24"]
     model.set_target_bandwidth(6.0)
     x = test_signal("chirp", 1, 4800, seed=0, sample_rate=24000)
-    data = ecdc.compress(model, x)
-    quiet_peak = float(np.abs(ecdc.decompress(data, model=model)[0]).max())
+    data = compression.compress(model, x)
+    quiet_peak = float(np.abs(compression.decompress(data, model=model)[0]).max())
     # a model whose decoder output is scaled up 10x: multiply the last conv's weight and bias
     loud = random_model(model.config, 1, backend="numpy")
     import re
@@ -302,7 +303,7 @@ def test_decode_unknown_model_name_needs_model(tmp_path, models):
 
 @pytest.mark.slow
 def test_lm_flag_with_a_local_lm(tmp_path, models):
-    pytest.importorskip("encodec_np.lm")
+    pytest.importorskip("encodec_np.format.lm")
     test_lm = pytest.importorskip("test_lm")
     from th_writer import write_th
 

@@ -1,4 +1,4 @@
-"""The .ecdc format (encodec_np.ecdc): byte layout, round trips, #35 frame counts, robustness, Meta oracle."""
+"""The .ecdc format (encodec_np.format.ecdc): byte layout, round trips, #35 frame counts, robustness, Meta oracle."""
 from __future__ import annotations
 
 import dataclasses
@@ -15,9 +15,10 @@ from conftest import requires_torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from encodec_np import ecdc
+from encodec_np import compression, geometry
 from encodec_np.config import encodec_24khz, encodec_48khz
 from encodec_np.errors import EncodecError
+from encodec_np.format import ecdc
 from encodec_np.synthetic import random_model, test_signal
 
 
@@ -116,11 +117,11 @@ def test_frames_per_segment_issue_35():
     cfg = encodec_24khz()
     # Meta 0.1.1's reader: ceil(53760 / 24000 * 75) = 169, one more frame than the encoder makes
     assert math.ceil(53760 / cfg.sample_rate * cfg.frame_rate) == 169
-    assert list(ecdc.segments(cfg, 53760)) == [(0, 53760, 168)]
-    assert list(ecdc.segments(cfg, 1)) == [(0, 1, 1)]
-    assert list(ecdc.segments(cfg, 321)) == [(0, 321, 2)]
-    assert list(ecdc.segments(encodec_48khz(), 53760)) == [(0, 48000, 150), (47520, 6240, 20)]
-    assert ecdc.num_segments(encodec_48khz(), 53760) == 2
+    assert list(geometry.segments(cfg, 53760)) == [(0, 53760, 168)]
+    assert list(geometry.segments(cfg, 1)) == [(0, 1, 1)]
+    assert list(geometry.segments(cfg, 321)) == [(0, 321, 2)]
+    assert list(geometry.segments(encodec_48khz(), 53760)) == [(0, 48000, 150), (47520, 6240, 20)]
+    assert geometry.num_segments(encodec_48khz(), 53760) == 2
 
 
 # --------------------------------------------------------------------------- round trips
@@ -132,10 +133,10 @@ def test_compress_decompress_equals_model_decode(which, length, model24, model48
     frames = model.encode(x[None])
     want = model.decode(frames)[0, :, :length]
 
-    data = ecdc.compress(model, x)
+    data = compression.compress(model, x)
     header = ecdc.read_header(data)
     assert header == {"m": model.name, "al": length, "nc": 8 if which == "24" else 4, "lm": False}
-    layout = list(ecdc.segments(model.config, length))
+    layout = list(geometry.segments(model.config, length))
     scale_bytes = 4 if model.normalize else 0
     assert len(data) == len(ecdc.header_bytes(model.name, length, header["nc"], False)) + sum(
         scale_bytes + ecdc.packed_size(header["nc"] * f, 10) for _, _, f in layout)
@@ -150,7 +151,7 @@ def test_compress_decompress_equals_model_decode(which, length, model24, model48
         else:
             assert scale is None and ref_scale is None
 
-    wav, sr = ecdc.decompress(data, model=model)
+    wav, sr = compression.decompress(data, model=model)
     assert sr == model.sample_rate and wav.dtype == np.float32 and wav.shape == (model.channels, length)
     assert np.array_equal(wav, want)
 
@@ -158,12 +159,12 @@ def test_compress_decompress_equals_model_decode(which, length, model24, model48
 def test_progress_path_gives_the_same_bytes_and_audio(model48):
     x = test_signal("chirp", 2, 60000, seed=3, sample_rate=48000)
     calls = []
-    data = ecdc.compress(model48, x, progress=lambda *a: calls.append(a))
-    assert data == ecdc.compress(model48, x)
+    data = compression.compress(model48, x, progress=lambda *a: calls.append(a))
+    assert data == compression.compress(model48, x)
     assert ("encoding", 2, 2) in calls and ("packing", 2, 2) in calls
     calls.clear()
-    wav, _ = ecdc.decompress(data, model=model48, progress=lambda *a: calls.append(a))
-    assert np.array_equal(wav, ecdc.decompress(data, model=model48)[0])
+    wav, _ = compression.decompress(data, model=model48, progress=lambda *a: calls.append(a))
+    assert np.array_equal(wav, compression.decompress(data, model=model48)[0])
     assert ("reading", 2, 2) in calls and ("decoding", 2, 2) in calls
 
 
@@ -173,12 +174,12 @@ def test_progress_on_long_causal_input(model24):
     try:
         x = test_signal("chirp", 1, 16000, seed=4, sample_rate=24000)
         calls = []
-        data = ecdc.compress(model24, x, progress=lambda *a: calls.append(a))
-        assert data == ecdc.compress(model24, x)
+        data = compression.compress(model24, x, progress=lambda *a: calls.append(a))
+        assert data == compression.compress(model24, x)
         assert [c for c in calls if c[0] == "encoding"] == [("encoding", i, 7) for i in range(1, 8)]
         calls.clear()
-        wav, _ = ecdc.decompress(data, model=model24, progress=lambda *a: calls.append(a))
-        assert np.array_equal(wav, ecdc.decompress(data, model=model24)[0])
+        wav, _ = compression.decompress(data, model=model24, progress=lambda *a: calls.append(a))
+        assert np.array_equal(wav, compression.decompress(data, model=model24)[0])
         decoding = [c for c in calls if c[0] == "decoding"]
         assert len(decoding) == 8 and decoding[-1] == ("decoding", 8, 8)  # 50 frames in 7-frame chunks
     finally:
@@ -189,13 +190,13 @@ def test_file_object_api(tmp_path, model24):
     x = test_signal("chirp", 1, 5000, seed=1, sample_rate=24000)
     path = tmp_path / "a.ecdc"
     with open(path, "wb") as f:
-        ecdc.compress_to_file(model24, x, f)
+        compression.compress_to_file(model24, x, f)
     data = path.read_bytes()
-    assert data == ecdc.compress(model24, x)
+    assert data == compression.compress(model24, x)
     assert ecdc.read_header(path) == ecdc.read_header(data) == ecdc.read_header(io.BytesIO(data))
     with open(path, "rb") as f:
-        wav, sr = ecdc.decompress_from_file(f, model=model24)
-    assert np.array_equal(wav, ecdc.decompress(data, model=model24)[0]) and sr == 24000
+        wav, sr = compression.decompress_from_file(f, model=model24)
+    assert np.array_equal(wav, compression.decompress(data, model=model24)[0]) and sr == 24000
 
 
 def test_bandwidth_sets_codebooks(model24):
@@ -203,7 +204,7 @@ def test_bandwidth_sets_codebooks(model24):
     sizes = {}
     for bw in model24.target_bandwidths:
         model24.set_target_bandwidth(bw)
-        data = ecdc.compress(model24, x)
+        data = compression.compress(model24, x)
         nc = ecdc.read_header(data)["nc"]
         sizes[bw] = (nc, len(data) - len(ecdc.header_bytes(model24.name, 3000, nc, False)))
     model24.set_target_bandwidth(6.0)
@@ -229,19 +230,19 @@ def test_write_frames_checks_its_input(model48):
 
 def test_compress_input_errors(model24):
     with pytest.raises(EncodecError, match=r"\[C, T\]"):
-        ecdc.compress(model24, np.zeros((1, 1, 10), np.float32))
+        compression.compress(model24, np.zeros((1, 1, 10), np.float32))
     with pytest.raises(EncodecError, match="channel"):
-        ecdc.compress(model24, np.zeros((2, 10), np.float32))
+        compression.compress(model24, np.zeros((2, 10), np.float32))
     with pytest.raises(EncodecError, match="NaN"):
-        ecdc.compress(model24, np.full((1, 10), np.nan, np.float32))
+        compression.compress(model24, np.full((1, 10), np.nan, np.float32))
     with pytest.raises(EncodecError, match="empty"):
-        ecdc.compress(model24, np.zeros((1, 0), np.float32))
+        compression.compress(model24, np.zeros((1, 0), np.float32))
 
 
 # --------------------------------------------------------------------------- malformed files
 def _file(model, length=700, seed=0):
     x = test_signal("noise", model.channels, length, seed=seed, sample_rate=model.sample_rate)
-    return ecdc.compress(model, x)
+    return compression.compress(model, x)
 
 
 def _with_header(meta_json: bytes, payload=b"") -> bytes:
@@ -277,37 +278,37 @@ def test_malformed_headers(data, match):
 def test_malformed_payloads(model24, model48):
     good = _file(model24)
     with pytest.raises(EncodecError, match="truncated"):
-        ecdc.decompress(good[:-1], model=model24)
+        compression.decompress(good[:-1], model=model24)
     with pytest.raises(EncodecError, match="truncated"):
-        ecdc.decompress(good[:12], model=model24)
+        compression.decompress(good[:12], model=model24)
     name = model24.name
     with pytest.raises(EncodecError, match="codebooks"):   # nc above the model's n_q
-        ecdc.decompress(_with_header(json.dumps({"m": name, "al": 10, "nc": 33, "lm": False}).encode(), b"\0" * 99),
+        compression.decompress(_with_header(json.dumps({"m": name, "al": 10, "nc": 33, "lm": False}).encode(), b"\0" * 99),
                         model=model24)
     # an absurd length with a tiny payload fails fast on the missing bytes, allocating nothing big
     huge = _with_header(json.dumps({"m": name, "al": 2**32, "nc": 32, "lm": False}).encode(), b"\0" * 10)
     with pytest.raises(EncodecError, match="truncated"):
-        ecdc.decompress(huge, model=model24)
+        compression.decompress(huge, model=model24)
     huge48 = _with_header(json.dumps({"m": model48.name, "al": 2**32, "nc": 4, "lm": False}).encode(), b"\0" * 10)
     with pytest.raises(EncodecError, match="scale|truncated"):
-        ecdc.decompress(huge48, model=model48)
+        compression.decompress(huge48, model=model48)
     good48 = bytearray(_file(model48))
     start = len(ecdc.header_bytes(model48.name, 700, 4, False))
     for bad in (float("nan"), -1.0, 0.0, float("inf")):
         good48[start:start + 4] = struct.pack(">f", bad)
         with pytest.raises(EncodecError, match="scale"):
-            ecdc.decompress(bytes(good48), model=model48)
+            compression.decompress(bytes(good48), model=model48)
 
 
 def test_model_resolution_errors(model24, model48):
     data = _file(model24)
     with pytest.raises(EncodecError, match="encodec_48khz"):
-        ecdc.decompress(data, model=model48)            # wrong model for the file
+        compression.decompress(data, model=model48)            # wrong model for the file
     other = _with_header(json.dumps({"m": "my_codec", "al": 10, "nc": 1, "lm": False}).encode(), b"\0\0")
     with pytest.raises(EncodecError, match="'my_codec'"):
-        ecdc.decompress(other)                          # unknown name: says which, no download
+        compression.decompress(other)                          # unknown name: says which, no download
     with pytest.raises(EncodecError, match="bytes"):
-        ecdc.decompress("not bytes")
+        compression.decompress("not bytes")
 
 
 # --------------------------------------------------------------------------- fuzzing
@@ -324,7 +325,7 @@ def fuzz_models():
 
 def _decode_or_encodec_error(data, model):
     try:
-        wav, _ = ecdc.decompress(data, model=model)
+        wav, _ = compression.decompress(data, model=model)
     except EncodecError:
         return
     assert wav.ndim == 2 and wav.shape[0] == model.channels and np.isfinite(wav).all()
@@ -362,7 +363,7 @@ def _official_with_our_weights(preset, seed):
     import torch
     from oracle import import_encodec
 
-    from encodec_np.checkpoint import to_official_state
+    from encodec_np.io.checkpoint import to_official_state
 
     encodec = import_encodec()
     ours = random_model(preset(), seed)
@@ -412,13 +413,13 @@ def test_interchangeable_with_meta(monkeypatch, preset, bandwidth, length):
 
     # ... and decode it to what Meta decodes
     their_wav = mc.decompress(theirs)[0].numpy()
-    our_wav, sr = ecdc.decompress(theirs, model=ours)
+    our_wav, sr = compression.decompress(theirs, model=ours)
     assert sr == ours.sample_rate and our_wav.shape == their_wav.shape == (ours.channels, length)
     peak = np.abs(their_wav).max()
     assert np.abs(our_wav - their_wav).max() <= 1e-4 * peak
 
     # our file decodes with Meta's tool to what we decode
-    mine = ecdc.compress(ours, x)
+    mine = compression.compress(ours, x)
     assert mine[:9 + ecdc.HEADER.unpack(mine[:9])[2]] == theirs[:9 + ecdc.HEADER.unpack(theirs[:9])[2]]
     _, my_frames = ecdc.read_frames(mine, ours.config)
     if all(np.array_equal(a[0], b[0]) for a, b in zip(my_frames, frames)):  # no float32 near-tie flipped a code
@@ -428,7 +429,7 @@ def test_interchangeable_with_meta(monkeypatch, preset, bandwidth, length):
         else:
             assert mine == theirs
     their_decode = mc.decompress(mine)[0].numpy()
-    our_decode = ecdc.decompress(mine, model=ours)[0]
+    our_decode = compression.decompress(mine, model=ours)[0]
     assert np.abs(their_decode - our_decode).max() <= 1e-4 * np.abs(their_decode).max()
 
 
@@ -472,11 +473,11 @@ def test_packer_matches_meta_bitpacker(bits, n, seed):
     assert np.array_equal(ecdc.unpack_codes(buf.getvalue(), bits, 1, n)[0], np.array(got, dtype=np.int64))
 
 
-# --------------------------------------------------------------------------- the LM hook (encodec_np.lm)
+# --------------------------------------------------------------------------- the LM hook (encodec_np.format.lm)
 def _small_lm(n_q, seed=3):
-    pytest.importorskip("encodec_np.lm")
+    pytest.importorskip("encodec_np.format.lm")
     test_lm = pytest.importorskip("test_lm")
-    from encodec_np.lm import LMModel
+    from encodec_np.format.lm import LMModel
 
     return LMModel.from_state(test_lm.random_lm_state(n_q, dim=32, layers=1, hidden=64, seed=seed))
 
@@ -487,15 +488,15 @@ def test_lm_coded_round_trip(which, model24, model48):
     model = model24 if which == "24" else model48
     lm = _small_lm(model.config.quantizer.n_q)
     x = test_signal("noise", model.channels, 50000, seed=0, sample_rate=model.sample_rate)
-    data = ecdc.compress(model, x, use_lm=True, lm=lm)
+    data = compression.compress(model, x, use_lm=True, lm=lm)
     assert ecdc.read_header(data)["lm"] is True
     _, coded = ecdc.read_frames(data, model.config, lm=lm)
-    _, plain = ecdc.read_frames(ecdc.compress(model, x), model.config)
+    _, plain = ecdc.read_frames(compression.compress(model, x), model.config)
     assert all(np.array_equal(a[0], b[0]) and (a[1] is None or a[1] == b[1]) for a, b in zip(coded, plain))
-    wav, _ = ecdc.decompress(data, model=model, lm=lm)
-    assert np.array_equal(wav, ecdc.decompress(ecdc.compress(model, x), model=model)[0])
+    wav, _ = compression.decompress(data, model=model, lm=lm)
+    assert np.array_equal(wav, compression.decompress(compression.compress(model, x), model=model)[0])
     with pytest.raises(EncodecError):
-        ecdc.decompress(data[:-5], model=model, lm=lm)
+        compression.decompress(data[:-5], model=model, lm=lm)
 
 
 def _strip_crc(data: bytes) -> bytes:
@@ -509,29 +510,29 @@ def test_lm_files_carry_a_code_checksum(model24):
     """Our LM files record the codes' CRC-32; a wrong LM is an error, never wrong audio."""
     lm = _small_lm(model24.config.quantizer.n_q)
     x = test_signal("noise", 1, 9000, seed=1, sample_rate=model24.sample_rate)
-    data = ecdc.compress(model24, x, use_lm=True, lm=lm)
+    data = compression.compress(model24, x, use_lm=True, lm=lm)
     meta = ecdc.read_header(data)
-    _, plain = ecdc.read_frames(ecdc.compress(model24, x), model24.config)
+    _, plain = ecdc.read_frames(compression.compress(model24, x), model24.config)
     assert meta["crc"] == ecdc.codes_crc32(codes[0] for codes, _ in plain)
     # codes that decode without a coder error but differ from the recorded ones
     bad = ecdc.header_bytes(meta["m"], meta["al"], meta["nc"], True, meta["crc"] ^ 1) + \
         data[len(ecdc.header_bytes(meta["m"], meta["al"], meta["nc"], True, meta["crc"])):]
     with pytest.raises(EncodecError, match="checksum differs"):
-        ecdc.decompress(bad, model=model24, lm=lm)
+        compression.decompress(bad, model=model24, lm=lm)
     other = _small_lm(model24.config.quantizer.n_q, seed=4)  # another LM: a coder error or a checksum error
     with pytest.raises(EncodecError, match="checksum differs|corrupt arithmetic"):
-        ecdc.decompress(data, model=model24, lm=other)
+        compression.decompress(data, model=model24, lm=other)
 
 
 def test_lm_files_without_checksum_are_refused(model24):
     """An LM file without "crc" (Meta's tool) is refused before decoding unless trusted."""
     lm = _small_lm(model24.config.quantizer.n_q)
     x = test_signal("noise", 1, 9000, seed=2, sample_rate=model24.sample_rate)
-    meta_style = _strip_crc(ecdc.compress(model24, x, use_lm=True, lm=lm))
+    meta_style = _strip_crc(compression.compress(model24, x, use_lm=True, lm=lm))
     with pytest.raises(EncodecError, match="Meta's encodec tool.*trust_lm"):
-        ecdc.decompress(meta_style, model=model24, lm=lm)
-    wav, _ = ecdc.decompress(meta_style, model=model24, lm=lm, trust_lm=True)
-    assert np.array_equal(wav, ecdc.decompress(ecdc.compress(model24, x), model=model24)[0])
+        compression.decompress(meta_style, model=model24, lm=lm)
+    wav, _ = compression.decompress(meta_style, model=model24, lm=lm, trust_lm=True)
+    assert np.array_equal(wav, compression.decompress(compression.compress(model24, x), model=model24)[0])
 
 
 @pytest.mark.parametrize("crc", [-1, 1 << 32, "12", 1.5, True])

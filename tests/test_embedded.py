@@ -7,10 +7,11 @@ import soundfile as sf
 from test_cli import REPO, fail, ok, run
 
 import encodec_np
-from encodec_np import ecdc
+from encodec_np import compression
 from encodec_np.config import encodec_np_small_24khz
 from encodec_np.errors import EncodecError
-from encodec_np.hub import EMBEDDED, embedded_path
+from encodec_np.format import ecdc
+from encodec_np.io.hub import EMBEDDED, embedded_path
 from encodec_np.synthetic import random_model, test_signal
 
 
@@ -42,14 +43,14 @@ def test_ecdc_names_the_shipped_model(small):
     """Its files say which model made them: they decode without model=, and not with another model."""
     x = test_signal("noise", 1, 9000, seed=2)
     small.set_target_bandwidth(6.0)
-    data = ecdc.compress(small, x)
+    data = compression.compress(small, x)
     assert ecdc.read_header(data)["m"] == EMBEDDED
-    wav, rate = ecdc.decompress(data)  # resolved by name from the package, no download
+    wav, rate = compression.decompress(data)  # resolved by name from the package, no download
     assert rate == 24000 and wav.shape == (1, 9000)
-    np.testing.assert_array_equal(wav, ecdc.decompress(data, model=small)[0])
+    np.testing.assert_array_equal(wav, compression.decompress(data, model=small)[0])
     other = random_model(encodec_np.config.encodec_24khz(), 0)
     with pytest.raises(EncodecError, match=EMBEDDED):
-        ecdc.decompress(data, model=other)
+        compression.decompress(data, model=other)
 
 
 @pytest.mark.slow

@@ -13,10 +13,10 @@ from encodec_np import ops
 from encodec_np.config import EncodecConfig, RVQConfig, SEANetConfig, encodec_24khz, encodec_48khz
 from encodec_np.errors import EncodecError
 from encodec_np.golden import export_golden, golden_vectors
-from encodec_np.model import expected_param_shapes
 from encodec_np.quantization import CODEBOOKS
 from encodec_np.seanet import ResBlock
 from encodec_np.synthetic import SIGNAL_KINDS, random_model, random_params, test_signal
+from encodec_np.validate import expected_param_shapes
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -26,14 +26,14 @@ from th_writer import write_th
 
 import encodec_np
 from encodec_np import CheckpointError
-from encodec_np.checkpoint import to_official_state
+from encodec_np.io.checkpoint import to_official_state
 from encodec_np.synthetic import random_params
 
 MARKER_ENV = "ENCODEC_NP_TEST_MARKER"
 CHILD = r"""
 import json, os, resource, sys, time
 from pathlib import Path
-import encodec_np, encodec_np.checkpoint
+import encodec_np, encodec_np.io.checkpoint
 from encodec_np.errors import EncodecError
 setup, case = sys.argv[1], sys.argv[2]
 env = {"encodec_np": encodec_np}
@@ -103,16 +103,16 @@ def th_tensor(path: Path, offset, size, stride, numel, data: bytes, marker: Path
 def test_tensor_geometry_is_checked_before_any_view(tmp_path, offset, size, stride, numel, nbytes, match):
     marker = tmp_path / "pwned"
     path = th_tensor(tmp_path / "x.th", offset, size, stride, numel, b"\0" * nbytes, marker)
-    refused(f"encodec_np.checkpoint.read_torch_state({str(path)!r})", match=match, marker=marker)
+    refused(f"encodec_np.io.checkpoint.read_torch_state({str(path)!r})", match=match, marker=marker)
 
 
 def test_valid_views_still_load(tmp_path):
     data = np.arange(12, dtype="<f4").tobytes()
     path = th_tensor(tmp_path / "t.th", 1, (3, 2), (1, 3), 12, data)  # a transposed view at offset 1
-    got = encodec_np.checkpoint.read_torch_state(path)["w"]
+    got = encodec_np.io.checkpoint.read_torch_state(path)["w"]
     np.testing.assert_array_equal(got, [[1, 4], [2, 5], [3, 6]])
     empty = th_tensor(tmp_path / "e.th", 0, (0, 5), (5, 1), 0, b"")
-    assert encodec_np.checkpoint.read_torch_state(empty)["w"].shape == (0, 5)
+    assert encodec_np.io.checkpoint.read_torch_state(empty)["w"].shape == (0, 5)
 
 
 @pytest.mark.parametrize("index", [2 ** 26, 2 ** 31 - 1])
@@ -120,17 +120,17 @@ def test_huge_memo_index_costs_nothing(tmp_path, index):  # C5
     path = tmp_path / "memo.th"
     with zipfile.ZipFile(path, "w") as z:
         z.writestr("archive/data.pkl", b"\x80\x02}r" + struct.pack("<I", index) + b".")
-    refused(f"encodec_np.checkpoint.read_torch_state({str(path)!r})", match="memo index")
+    refused(f"encodec_np.io.checkpoint.read_torch_state({str(path)!r})", match="memo index")
 
 
 def test_deep_pickle_nesting_is_refused(tmp_path):
     path = tmp_path / "deep.th"
     with zipfile.ZipFile(path, "w") as z:
         z.writestr("archive/data.pkl", b"\x80\x02" + b"(" * 100_000 + b"t" * 100_000 + b".")
-    refused(f"encodec_np.checkpoint.read_torch_state({str(path)!r})", match="nested deeper")
+    refused(f"encodec_np.io.checkpoint.read_torch_state({str(path)!r})", match="nested deeper")
     with zipfile.ZipFile(path, "w") as z:  # nesting without marks: ]]]]...aaaa
         z.writestr("archive/data.pkl", b"\x80\x02" + b"]" * 200_000 + b"a" * 199_999 + b".")
-    refused(f"encodec_np.checkpoint.read_torch_state({str(path)!r})", match="stack depth")
+    refused(f"encodec_np.io.checkpoint.read_torch_state({str(path)!r})", match="stack depth")
 
 
 def _bomb(path: Path, entry: str, pkl: bytes | None) -> Path:
@@ -158,7 +158,7 @@ def bombs(tmp_path_factory):
 @pytest.mark.parametrize("which,match", [("storage", "more than the 16"), ("pickle", "more than the")])
 def test_deflate_bombs_are_read_with_a_cap(bombs, which, match):  # C6
     assert bombs[which].stat().st_size < 5 << 20
-    refused(f"encodec_np.checkpoint.read_torch_state({str(bombs[which])!r})", match=match)
+    refused(f"encodec_np.io.checkpoint.read_torch_state({str(bombs[which])!r})", match=match)
 
 
 def _patch_zip(path: Path, *, method: int | None = None, flags: int | None = None) -> None:
@@ -187,7 +187,7 @@ def test_zip_oddities_are_checkpoint_errors(tmp_path, kind, match):  # C7
         path = tmp_path / "b.th"
     else:
         _patch_zip(path, **({"method": 99} if kind == "method" else {"flags": 1}))
-    refused(f"encodec_np.checkpoint.read_torch_state({str(path)!r})", match=match)
+    refused(f"encodec_np.io.checkpoint.read_torch_state({str(path)!r})", match=match)
 
 
 # --------------------------------------------------------------------------- configs
@@ -220,7 +220,7 @@ def hf_folder(folder: Path, **changes) -> Path:
 ], ids=["residual", "lstm", "ratios", "rate0", "rateinf", "nobw", "bwstr", "bwhuge", "bins3", "bool"])
 def test_hf_config_fields_are_checked_first(tmp_path, changes, match):
     folder = hf_folder(tmp_path / "hf", **changes)
-    refused(f"encodec_np.checkpoint.read_checkpoint({str(folder)!r})", match=match)
+    refused(f"encodec_np.io.checkpoint.read_checkpoint({str(folder)!r})", match=match)
 
 
 @pytest.mark.parametrize("text,match", [(b"\xff\xfe{}", "not UTF-8"), (b"[" * 100_000 + b"]" * 100_000, "JSON"),
@@ -229,7 +229,7 @@ def test_hf_config_fields_are_checked_first(tmp_path, changes, match):
 def test_hf_config_json_itself(tmp_path, text, match):  # C9
     folder = hf_folder(tmp_path / "hf")
     (folder / "config.json").write_bytes(text)
-    refused(f"encodec_np.checkpoint.read_checkpoint({str(folder)!r})", match=match)
+    refused(f"encodec_np.io.checkpoint.read_checkpoint({str(folder)!r})", match=match)
 
 
 def test_hf_codebook_bits_follow_the_codebook_size(tmp_path):  # C12
@@ -264,7 +264,7 @@ def tiny_cfg():
 def test_our_metadata_is_checked(tmp_path, key, change, match):
     from safetensors.numpy import save_file
 
-    from encodec_np.checkpoint import FORMAT_KEY
+    from encodec_np.io.checkpoint import FORMAT_KEY
 
     cfg = tiny_cfg()
     meta = cfg.to_dict()
@@ -272,7 +272,7 @@ def test_our_metadata_is_checked(tmp_path, key, change, match):
     path = tmp_path / "m.safetensors"
     save_file({k: np.ascontiguousarray(v, np.float32) for k, v in random_params(cfg).items()}, str(path),
               metadata={FORMAT_KEY: json.dumps(meta)})
-    refused(f"encodec_np.checkpoint.read_checkpoint({str(path)!r})", match=match)
+    refused(f"encodec_np.io.checkpoint.read_checkpoint({str(path)!r})", match=match)
 
 
 @pytest.mark.parametrize("name,value,match", [
@@ -290,7 +290,7 @@ def test_weights_must_be_finite_floats(tmp_path, name, value, match):
     state[name] = value
     path = tmp_path / "m.th"
     write_th(path, state)
-    out = refused(f"encodec_np.checkpoint.read_checkpoint({str(path)!r})", match=match)
+    out = refused(f"encodec_np.io.checkpoint.read_checkpoint({str(path)!r})", match=match)
     assert name in out["message"]
 
 
@@ -303,11 +303,11 @@ def test_weights_check_covers_our_format_and_direct_construction(tmp_path):
         encodec_np.EncodecModel(cfg, params)
     from safetensors.numpy import save_file
 
-    from encodec_np.checkpoint import FORMAT_KEY
+    from encodec_np.io.checkpoint import FORMAT_KEY
     save_file({k: np.ascontiguousarray(v, np.float32) for k, v in params.items()}, str(tmp_path / "m.safetensors"),
               metadata={FORMAT_KEY: json.dumps(cfg.to_dict())})
     with pytest.raises(CheckpointError, match="quantizer.codebooks: holds NaN"):
-        encodec_np.checkpoint.read_checkpoint(tmp_path / "m.safetensors")
+        encodec_np.io.checkpoint.read_checkpoint(tmp_path / "m.safetensors")
 
 
 # --------------------------------------------------------------------------- .ecdc with an LM
@@ -317,8 +317,8 @@ def test_lm_header_length_is_not_allocated_up_front(tmp_path):  # E1
         import sys, numpy as np
         sys.path.insert(0, {tests!r})
         from test_lm import random_lm_state
-        from encodec_np.lm import LMModel
-        from encodec_np import ecdc
+        from encodec_np.format.lm import LMModel
+        from encodec_np.format import ecdc
         from encodec_np.config import encodec_24khz
         lm = LMModel.from_state(random_lm_state(16, dim=16, layers=1, hidden=32, seed=0))
         import json
@@ -351,7 +351,7 @@ def test_truncated_wav_is_an_error_with_both_numbers(tmp_path, command):  # A1
     with pytest.raises(encodec_np.EncodecError, match="header says 100000000"):
         encodec_np.read_audio(src)
     with pytest.raises(encodec_np.EncodecError, match="header says 100000000"):
-        list(encodec_np.audio.read_blocks(src, 100))
+        list(encodec_np.io.audio.read_blocks(src, 100))
 
 
 def test_streaming_placeholder_sizes_are_not_truncation(tmp_path):
@@ -426,7 +426,7 @@ def test_ecdc_scale_that_would_overflow_is_refused():
     """Found by the fuzzer: a segment scale of 3e38 decoded to inf samples."""
     from test_cli import tiny
 
-    from encodec_np import ecdc
+    from encodec_np.format import ecdc
     from encodec_np.synthetic import random_model, test_signal
     model = random_model(tiny(encodec_np.encodec_48khz), 0, backend="numpy")
     model.set_target_bandwidth(6.0)

@@ -1,4 +1,4 @@
-"""Pretrained download + cache (encodec_np.hub) against a loopback HTTP server.
+"""Pretrained download + cache (encodec_np.io.hub) against a loopback HTTP server.
 
 Nothing here leaves 127.0.0.1 or writes to the real home cache: each test gets
 its own served folder, cache folder and environment.
@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 
 import encodec_np
-from encodec_np import hub
 from encodec_np.config import RVQConfig
 from encodec_np.errors import CheckpointError, EncodecError
-from encodec_np.model import expected_param_shapes
+from encodec_np.io import hub
+from encodec_np.validate import expected_param_shapes
 
 PAYLOAD = b"not really a checkpoint, but its sha256 is known\n" * 1000
 

@@ -1,4 +1,4 @@
-"""Entropy-coding LM and arithmetic coder (encodec_np.lm, encodec_np.arithmetic).
+"""Entropy-coding LM and arithmetic coder (encodec_np.format.lm, encodec_np.format.arithmetic).
 
 Without torch: coder round trips (Hypothesis), LM encode → decode round trips on
 random NumPy weights, truncated/corrupt streams, loading errors. With torch
@@ -19,15 +19,15 @@ from conftest import requires_torch
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from encodec_np.arithmetic import (
+from encodec_np.errors import CheckpointError, EncodecError
+from encodec_np.format.arithmetic import (
     ArithmeticCoder,
     ArithmeticDecoder,
     EntropyCodingError,
     build_stable_quantized_cdf,
     verify_stream,
 )
-from encodec_np.errors import CheckpointError, EncodecError
-from encodec_np.lm import LMModel, decode_codes, encode_codes, lm_name_for, load_lm
+from encodec_np.format.lm import LMModel, decode_codes, encode_codes, lm_name_for, load_lm
 
 
 # --------------------------------------------------------------------------- helpers
@@ -416,7 +416,7 @@ def test_official_segment_with_our_decoder(peaked):
 
 # --------------------------------------------------------------------------- LM, no torch
 def test_deterministic_math_helpers():
-    from encodec_np.lm import _exp, _sincos
+    from encodec_np.format.lm import _exp, _sincos
     rng = np.random.default_rng(9)
     x = np.concatenate([-rng.random(5000) * 60, [0.0, -0.3466, -1e-9, -699.0]])
     assert np.abs(_exp(x) / np.exp(x) - 1).max() < 1e-12
@@ -434,7 +434,7 @@ def test_step_ignores_blas_threads(tmp_path):
     script = (
         "import sys, numpy as np; sys.path.insert(0, %r)\n"
         "from test_lm import random_lm_state\n"
-        "from encodec_np.lm import LMModel\n"
+        "from encodec_np.format.lm import LMModel\n"
         "lm = LMModel.from_state(random_lm_state(8, seed=12), frame_rate=10)\n"
         "codes = np.random.default_rng(12).integers(0, 1024, (8, 40))\n"
         "s, prev, out = lm.initial_state(), None, []\n"

@@ -9,8 +9,8 @@ import pytest
 import soundfile as sf
 
 import encodec_np
-from encodec_np import EncodecError, ecdc, longfile
-from encodec_np.audio import convert_audio, read_audio, write_audio
+from encodec_np import EncodecError, compression, longfile
+from encodec_np.io.audio import convert_audio, read_audio, write_audio
 from encodec_np.synthetic import random_model, test_signal
 
 
@@ -28,7 +28,7 @@ def model():
 def whole_file(model, path):
     wav, sr = read_audio(path)
     wav = convert_audio(wav, sr, model.sample_rate, model.channels)
-    return ecdc.encode_frames(model, wav), wav.shape[-1]
+    return compression.encode_frames(model, wav), wav.shape[-1]
 
 
 @pytest.mark.parametrize("channels", [1, 2])
@@ -78,7 +78,7 @@ def test_decode_to_file_streams_and_matches(tmp_path, model, monkeypatch, subtyp
     expected = tmp_path / "expected.wav"
     with warnings.catch_warnings(record=True) as w_expected:
         warnings.simplefilter("always")
-        write_audio(expected, ecdc.decode_frames(model, frames, 31_000), 24000, subtype=subtype)
+        write_audio(expected, compression.decode_frames(model, frames, 31_000), 24000, subtype=subtype)
     got = tmp_path / "got.wav"
     calls = []
     with monkeypatch.context() as m, warnings.catch_warnings(record=True) as w_got:
@@ -99,6 +99,6 @@ def test_decode_to_file_rescale_uses_the_whole_output(tmp_path, model):
     out = tmp_path / "r.wav"
     longfile.decode_to_file(model, frames, 30_000, out, subtype="FLOAT", rescale=True)
     y = sf.read(str(out), dtype="float32")[0]
-    full = ecdc.decode_frames(model, frames, 30_000)[0]
+    full = compression.decode_frames(model, frames, 30_000)[0]
     peak = np.abs(full).max()
     np.testing.assert_allclose(y, full * (0.99 / peak) if peak > 0.99 else full, rtol=1e-6, atol=1e-7)

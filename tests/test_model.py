@@ -6,7 +6,7 @@ import pytest
 
 import encodec_np
 from encodec_np import EncodecError, EncodecModel, RVQConfig
-from encodec_np.model import linear_overlap_add, torch_linspace
+from encodec_np.geometry import linear_overlap_add, torch_linspace
 from encodec_np.quantization import num_codebooks
 from encodec_np.synthetic import random_params
 

@@ -175,7 +175,7 @@ def test_float64_is_tighter(name):
 def test_linspace_matches_torch(dtype):
     import torch
 
-    from encodec_np.model import torch_linspace
+    from encodec_np.geometry import torch_linspace
     sizes = list(range(1, 400)) + [6244, 47522, 48002]
     mismatched = [n for n in sizes if not np.array_equal(
         torch.linspace(0, 1, n, dtype=getattr(torch, dtype)).numpy(), torch_linspace(0, 1, n, dtype))]

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 import encodec_np
-from encodec_np.checkpoint import canonicalize, hf_to_official, to_official_state
-from encodec_np.model import expected_param_shapes
+from encodec_np.io.checkpoint import canonicalize, hf_to_official, to_official_state
 from encodec_np.seanet import ConvTranspose, decoder_layers, encoder_layers
+from encodec_np.validate import expected_param_shapes
 
 KEYS = Path(__file__).resolve().parents[2] / "shared" / "reference" / "state_dict_keys.txt"
 pytestmark = pytest.mark.skipif(not KEYS.is_file(), reason="needs ../shared/reference/state_dict_keys.txt")

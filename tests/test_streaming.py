@@ -170,7 +170,7 @@ def test_stream_command_through_a_pipe(tmp_path):
     import subprocess
     import sys
 
-    from encodec_np import codestream
+    from encodec_np.format import codestream
     model = MODELS["numpy"]
     path = tmp_path / "tiny.safetensors"
     encodec_np.save_model(model, path)
@@ -214,7 +214,7 @@ def test_stream_command_through_a_pipe(tmp_path):
 
 def test_frame_reader_finds_the_end_record_at_any_cut():
     """The end record (10 bytes) is shorter than a frame of 8 codes (16 bytes) and longer than one of 1."""
-    from encodec_np.codestream import FrameReader, end_bytes
+    from encodec_np.format.codestream import FrameReader, end_bytes
     rng = np.random.default_rng(0)
     for k in (1, 4, 8):
         codes = rng.integers(0, 1024, (k, 37))

@@ -32,7 +32,7 @@ def _encode(args, model, path):
 
     Long files at the model's rate stream from the file in bounded memory (see :mod:`encodec_np.longfile`).
     """
-    from .. import ecdc
+    from ..format import ecdc
     from ..longfile import encode_file
 
     progress = progress_bar(args)
@@ -97,12 +97,13 @@ def add_decode_parser(sub, common) -> None:
 
 def cmd_decode(args) -> int:
     """Run ``encodec-np decode``: ``.ecdc`` → an audio file (and ``--tokens``); returns the exit code."""
-    from .. import ecdc
+    from .. import compression
+    from ..format import ecdc
 
     inp, out = Path(args.input), Path(args.output)
     tokens = Path(args.tokens) if args.tokens else None
     check_io(args, [inp], [out] + ([tokens] if tokens else []))
-    from ..audio import audio_format
+    from ..io.audio import audio_format
 
     audio_format(out)  # an unknown audio suffix fails before the work
     data = inp.read_bytes()
@@ -110,7 +111,7 @@ def cmd_decode(args) -> int:
     if args.model is None and meta["m"] not in pretrained_codecs():
         raise EncodecError(f"{inp} was compressed with the model {meta['m']!r}, which is not a pretrained "
                            "name; pass its checkpoint with --model PATH")
-    model = ecdc.resolve_model(load_codec(args, args.model or meta["m"]), meta["m"])
+    model = compression.resolve_model(load_codec(args, args.model or meta["m"]), meta["m"])
     progress = progress_bar(args)
     meta, frames = ecdc.read_frames(io.BytesIO(data), model.config, lm=args.lm_model, progress=progress,
                                     trust_lm=args.trust_lm)
@@ -139,8 +140,8 @@ def add_roundtrip_parser(sub, common) -> None:
 
 def cmd_roundtrip(args) -> int:
     """Run ``encodec-np roundtrip``: an audio file → ``.ecdc`` bytes → an audio file; returns the exit code."""
-    from .. import ecdc
-    from ..audio import audio_format
+    from ..format import ecdc
+    from ..io.audio import audio_format
 
     inp, out = Path(args.input), Path(args.output)
     tokens = Path(args.tokens) if args.tokens else None

@@ -45,8 +45,9 @@ def _config_arg(spec: str):
 
 def cmd_convert(args) -> int:
     """Run ``encodec-np convert``: a checkpoint → one ``.safetensors`` file; returns the exit code."""
-    from ..checkpoint import load_model, save_model
     from ..config import PRESETS
+    from ..io.checkpoint import save_model
+    from ..model import load_model
 
     out = Path(args.output)
     if out.suffix != ".safetensors":

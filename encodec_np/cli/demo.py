@@ -4,10 +4,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..audio import read_for_model
 from ..demo import DEMO_CLIP, format_table, plot_spectrograms, run_demo
 from ..errors import EncodecError
-from ..hub import EMBEDDED
+from ..io.audio import read_for_model
+from ..io.hub import EMBEDDED
 from .options import add_model_option, add_run_options, load_codec, say, wants_bars
 
 
@@ -37,7 +37,7 @@ def _bar(args, total: int):
 
 def cmd_demo(args) -> int:
     """Run ``encodec-np demo``: the table on stdout, the WAVs and spectrograms in ``--out``; returns the exit code."""
-    from ..audio import write_audio
+    from ..io.audio import write_audio
 
     src = Path(args.input) if args.input else DEMO_CLIP
     if not src.is_file():

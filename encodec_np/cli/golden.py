@@ -46,7 +46,7 @@ def cmd_golden(args) -> int:
         raise EncodecError(f"--length must be at least 1, got {args.length}")
     check_io(args, [Path(args.input)] if args.input else [], [Path(args.out)])
     if args.model is not None:
-        from ..checkpoint import load_model
+        from ..model import load_model
 
         config = PRESETS[args.config]() if args.config else None
         model = load_model(args.model, backend=args.backend, dtype=args.dtype, config=config,
@@ -58,7 +58,7 @@ def cmd_golden(args) -> int:
                              backend=args.backend, dtype=args.dtype)
         model.threads = args.threads
     if args.input is not None:
-        from ..audio import read_for_model
+        from ..io.audio import read_for_model
 
         x = read_for_model(args.input, model, resample=False)[None]
         if args.length is not None:

@@ -24,7 +24,7 @@ def add_info_parser(sub, common) -> None:
 
 def cmd_info(args) -> int:
     """Run ``encodec-np info``: describe an ``.ecdc`` file, a checkpoint or name, or an audio file; returns 0."""
-    from ..checkpoint import PRETRAINED_NAMES, resolve_checkpoint
+    from ..io.checkpoint import PRETRAINED_NAMES, resolve_checkpoint
 
     path = Path(args.file)
     if not path.exists() and args.file in PRETRAINED_NAMES:
@@ -35,7 +35,7 @@ def cmd_info(args) -> int:
         return _info_checkpoint(path)
     with open(path, "rb") as f:
         magic = f.read(4)
-    from ..ecdc import MAGIC
+    from ..format.ecdc import MAGIC
 
     if magic == MAGIC:
         return _info_ecdc(args, path)
@@ -43,15 +43,16 @@ def cmd_info(args) -> int:
 
 
 def _info_ecdc(args, path) -> int:
-    from .. import ecdc
+    from .. import geometry
     from ..config import PRESETS
+    from ..format import ecdc
 
     data = path.read_bytes()
     fo = io.BytesIO(data)
     meta = ecdc.read_header(fo)
     header_size = fo.tell()
     if args.model:
-        from ..checkpoint import read_checkpoint, resolve_checkpoint
+        from ..io.checkpoint import read_checkpoint, resolve_checkpoint
 
         config, _ = read_checkpoint(resolve_checkpoint(args.model))
     elif meta["m"] in PRESETS:
@@ -75,7 +76,7 @@ def _info_ecdc(args, path) -> int:
              ("bitrate", f"{kbps(len(data), meta['al'], config.sample_rate):.3f} kbps for the whole file"),
              ("entropy coded", "yes (language model)" if meta["lm"] else "no (codes packed "
                                f"{config.quantizer.bits_per_codebook} bits each)")]
-    layout = list(ecdc.segments(config, meta["al"]))
+    layout = list(geometry.segments(config, meta["al"]))
     rows.append(("segments", f"{len(layout)}, frames per segment: "
                  + _summarise([f for _, _, f in layout])
                  + (", each with a float32 scale" if config.normalize else "")))
@@ -118,7 +119,7 @@ def _print_rows(rows) -> None:
 
 
 def _info_checkpoint(path) -> int:
-    from ..checkpoint import read_checkpoint
+    from ..io.checkpoint import read_checkpoint
 
     config, params = read_checkpoint(path)
     kind = ("Hugging Face folder" if path.is_dir() else

@@ -16,7 +16,7 @@ import numpy as np
 from ..config import DEFAULT_BANDWIDTH
 from ..dataset import tokens_array
 from ..errors import BandwidthError, EncodecError
-from ..hub import EMBEDDED
+from ..io.hub import EMBEDDED
 
 
 class UsageError(EncodecError):
@@ -184,7 +184,7 @@ def say(args, message: str) -> None:
 
 def load_codec(args, spec):
     """The model ``spec`` (a name or path) on the command's ``--backend`` with its ``--threads``."""
-    from ..checkpoint import load_model
+    from ..model import load_model
 
     return load_model(spec, backend=args.backend, threads=args.threads)
 
@@ -226,14 +226,14 @@ def write_tokens(path, frames, bins: int) -> None:
 
 def subtype_for(args, path) -> str:
     """The subtype the output file gets (the format's own for .ogg and .mp3): checked before the work."""
-    from ..audio import output_subtype
+    from ..io.audio import output_subtype
 
     return output_subtype(path, "FLOAT" if args.float else "PCM_16")
 
 
 def write_wav(args, path, wav, sample_rate) -> str:
     """Write ``wav`` to ``path`` as ``-r`` and ``--float`` ask (see :func:`subtype_for`); returns the subtype."""
-    from ..audio import write_audio
+    from ..io.audio import write_audio
 
     subtype = subtype_for(args, path)
     write_audio(path, wav, sample_rate, rescale=args.rescale, subtype=subtype)

@@ -1,4 +1,4 @@
-"""``encodec-np stream``: raw PCM ↔ a code stream (:mod:`encodec_np.codestream`) through pipes."""
+"""``encodec-np stream``: raw PCM ↔ a code stream (:mod:`encodec_np.format.codestream`) through pipes."""
 from __future__ import annotations
 
 import sys
@@ -66,7 +66,7 @@ def _books(model, bandwidth: float) -> int:
 
 def cmd_stream(args) -> int:
     """Run ``encodec-np stream``: PCM on stdin → a code stream on stdout, or back with ``--decode``; returns 0."""
-    from .. import codestream
+    from ..format import codestream
     from ..streaming import StreamingDecoder, StreamingEncoder
 
     asked = args.bandwidth
@@ -110,7 +110,7 @@ def cmd_stream(args) -> int:
 
 def _stream_decode(args, model, stream, stdin, write) -> int:
     """Codes → 16-bit PCM; the last frame's samples wait for the end record, which says where to cut."""
-    from ..codestream import FrameReader
+    from ..format.codestream import FrameReader
 
     reader = FrameReader(model.num_codebooks, framed=not args.raw)
     hop = 0 if args.raw else model.config.seanet.hop_length

@@ -102,7 +102,7 @@ def cmd_detokenize(args) -> int:
         raise EncodecError(f"the tokens were made with {name!r}, which is not a pretrained name; "
                            "pass its checkpoint with --model PATH")
     checkpoint = resolve_checkpoint(args.model or name)
-    from ..ecdc import decode_frames, resolve_model
+    from ..compression import decode_frames, resolve_model
 
     model = resolve_model(load_codec(args, str(checkpoint)), name)
     if model_checksum(checkpoint) != rows[0]["model_sha256"]:

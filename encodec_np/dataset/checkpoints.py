@@ -18,7 +18,7 @@ def resolve_checkpoint(spec=None) -> Path:
     -------
     Path
     """
-    from ..checkpoint import resolve_checkpoint as resolve
+    from ..io.checkpoint import resolve_checkpoint as resolve
 
     path = resolve(spec)
     if not path.exists():
@@ -39,7 +39,7 @@ def model_checksum(path) -> str:
     str
         64 hex digits.
     """
-    from ..hub import sha256_file
+    from ..io.hub import sha256_file
 
     path = Path(path)
     if path.is_file():

@@ -137,7 +137,7 @@ def tokens_to_frames(row: dict, codes: np.ndarray, config) -> list:
     EncodecError
         ``F`` is not the frame count of ``samples`` for this model.
     """
-    from ..ecdc import segments
+    from ..geometry import segments
 
     counts = [f for _, _, f in segments(config, row["samples"])]
     if sum(counts) != codes.shape[-1]:

@@ -241,7 +241,7 @@ def tokenize_dataset(source, out_dir, *, model=None, bandwidths: Iterable[float]
     if parquet:
         import_extra("pyarrow.parquet", "--parquet", "parquet")  # before the work, not after it
     checkpoint = resolve_checkpoint(model)
-    from ..checkpoint import read_checkpoint
+    from ..io.checkpoint import read_checkpoint
 
     config, _ = read_checkpoint(checkpoint)
     bandwidths = sorted({config.checked_bandwidth(None if bw is None else float(bw)) for bw in bandwidths})

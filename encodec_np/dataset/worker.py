@@ -40,7 +40,7 @@ _MODELS: dict = {}  # one loaded model per worker process, reused across its tas
 
 
 def _worker_model(job: Job):
-    from ..checkpoint import load_model
+    from ..model import load_model
 
     threads = job.threads or _dask_task_threads(job)
     key = (job.checkpoint, job.backend, threads)
@@ -99,9 +99,9 @@ def tokenize_file(job: Job, key: str, path: str, known: tuple = ()) -> dict:
     """
     if os.environ.get(FAULT_ENV) == key:
         os._exit(70)
-    from ..audio import convert_audio, read_audio
-    from ..ecdc import encode_frames
-    from ..hub import sha256_file
+    from ..compression import encode_frames
+    from ..io.audio import convert_audio, read_audio
+    from ..io.hub import sha256_file
 
     out = {"key": key, "sha256": None, "pid": os.getpid()}
     try:

@@ -15,7 +15,7 @@ in time-major order (for each frame t, codebooks 0..K-1), each code
 least-significant bit first into bytes, the last byte of each segment padded
 with zero bits. A segment's payload therefore has exactly
 ``ceil(K * T * bits / 8)`` bytes. With the language model (``"lm": true``) the
-payload is one arithmetic-coded stream per segment (:mod:`encodec_np.lm`).
+payload is one arithmetic-coded stream per segment (:mod:`encodec_np.format.lm`).
 
 LM-coded files carry one more header field, ``"crc"``: the CRC-32 of all
 their codes (:func:`codes_crc32`). Arithmetic decoding with CDFs that differ
@@ -51,15 +51,16 @@ import json
 import math
 import os
 import struct
-import warnings
 import zlib
-from typing import BinaryIO, Callable, Iterator, List, Optional, Tuple, Union
+from typing import BinaryIO, List, Optional, Tuple, Union
 
 import numpy as np
 
-from .config import EncodecConfig
-from .errors import EncodecError
-from .model import MAX_SCALE
+from ..config import EncodecConfig
+from ..errors import EncodecError
+from ..geometry import num_segments, segments
+from ..progress import Progress, report
+from ..validate import MAX_SCALE
 
 MAGIC = b"ECDC"
 VERSION = 0
@@ -76,7 +77,6 @@ _CHUNK = 1 << 20          # bytes read per call
 _PACK_STEP = 1 << 16      # codes packed/unpacked per step (a multiple of 8: steps end on byte boundaries)
 
 Frame = Tuple[np.ndarray, Optional[np.ndarray]]
-Progress = Optional[Callable[[str, int, int], None]]
 Source = Union[bytes, bytearray, memoryview, BinaryIO, str, os.PathLike]
 
 
@@ -293,55 +293,10 @@ def read_header(source: Source) -> dict:
     return _read_header(_as_file(source))
 
 
-# --------------------------------------------------------------------------- segments
-def num_segments(config: EncodecConfig, audio_length: int) -> int:
-    """How many segments :func:`segments` gives (1 for models without segments).
-
-    Parameters
-    ----------
-    config : EncodecConfig
-    audio_length : int
-        Samples per channel, at least 1.
-    """
-    stride = config.segment_stride or audio_length
-    return -(-int(audio_length) // stride)
-
-
-def segments(config: EncodecConfig, audio_length: int) -> Iterator[Tuple[int, int, int]]:
-    """``(offset, length, frames)`` of each segment, as the model encodes them.
-
-    ``frames = ceil(length / hop_length)``: the count the encoder produces (see
-    the module docstring on Meta's issue #35).
-
-    Parameters
-    ----------
-    config : EncodecConfig
-        Gives the segment length and stride (none: one segment) and the hop.
-    audio_length : int
-        Samples per channel.
-
-    Yields
-    ------
-    (offset, length, frames) : tuple of int
-    """
-    audio_length = int(audio_length)
-    seg = config.segment_length or audio_length
-    stride = config.segment_stride or audio_length
-    hop = config.seanet.hop_length
-    for offset in range(0, audio_length, stride):
-        length = min(audio_length - offset, seg)
-        yield offset, length, -(-length // hop)
-
-
 def _check_meta_for(meta: dict, config: EncodecConfig) -> None:
     n_q = config.quantizer.n_q
     if meta["nc"] > n_q:
         raise EncodecError(f"corrupt .ecdc header: {meta['nc']} codebooks, but {config.name} has 1 to {n_q}")
-
-
-def _report(progress: Progress, stage: str, done: int, total: int) -> None:
-    if progress is not None:
-        progress(stage, done, total)
 
 
 # --------------------------------------------------------------------------- language model hook
@@ -349,9 +304,9 @@ def _lm_module():
     try:
         from . import lm as lm_module
     except ModuleNotFoundError as exc:
-        if exc.name not in ("encodec_np.lm",):
+        if exc.name not in ("encodec_np.format.lm",):
             raise
-        raise EncodecError("entropy coding with the language model (lm) needs encodec_np.lm, "
+        raise EncodecError("entropy coding with the language model (lm) needs encodec_np.format.lm, "
                            "which this installation lacks; encode without the LM") from exc
     return lm_module
 
@@ -362,9 +317,9 @@ def resolve_lm(lm, model_name: str):
     Parameters
     ----------
     lm : LMModel, str, PathLike or None
-        A loaded LM, a name or path for :func:`encodec_np.lm.load_lm`, or None.
+        A loaded LM, a name or path for :func:`encodec_np.format.lm.load_lm`, or None.
     model_name : str
-        The codec whose LM None stands for (:func:`encodec_np.lm.lm_name_for`).
+        The codec whose LM None stands for (:func:`encodec_np.format.lm.lm_name_for`).
     """
     mod = _lm_module()
     if lm is None:
@@ -432,7 +387,7 @@ def write_frames(fo: BinaryIO, name: str, config: EncodecConfig, frames: List[Fr
     num_codebooks = checked[0][0].shape[0]
     if use_lm:
         if lm is None:
-            raise EncodecError("use_lm=True needs the language model: pass lm= (see encodec_np.ecdc.resolve_lm)")
+            raise EncodecError("use_lm=True needs the language model: pass lm= (see encodec_np.format.ecdc.resolve_lm)")
         encode_codes = _lm_module().encode_codes
     crc = codes_crc32(codes for codes, _ in checked) if use_lm else None
     fo.write(header_bytes(name, audio_length, num_codebooks, use_lm, crc))
@@ -443,7 +398,7 @@ def write_frames(fo: BinaryIO, name: str, config: EncodecConfig, frames: List[Fr
             encode_codes(codes, lm, fo)
         else:
             fo.write(pack_codes(codes, bits))
-        _report(progress, "entropy coding" if use_lm else "packing", i + 1, len(checked))
+        report(progress, "entropy coding" if use_lm else "packing", i + 1, len(checked))
     if hasattr(fo, "flush"):
         fo.flush()
 
@@ -516,7 +471,7 @@ def read_frames(source: Source, config: EncodecConfig, *, header: Optional[dict]
             data = _read_exactly(fo, packed_size(num_codebooks * n_frames, bits), what)
             codes = unpack_codes(data, bits, num_codebooks, n_frames)
         frames.append((codes[None], scale))
-        _report(progress, "reading", i + 1, total)
+        report(progress, "reading", i + 1, total)
     if meta["lm"] and "crc" in meta and codes_crc32(codes[0] for codes, _ in frames) != meta["crc"]:
         raise EncodecError("LM decoding gave codes whose checksum differs from the one recorded at encoding: "
                            "the file is corrupt, or was coded with another language model or another build "
@@ -538,194 +493,3 @@ def _decode_lm_segment(decode_codes, fo, lm, num_codebooks, n_frames, config, in
     if codes.size and (codes.min() < 0 or codes.max() >= config.quantizer.bins):
         raise EncodecError(f"corrupt LM-coded payload in segment {index}: codes out of range")
     return codes.astype(np.int64, copy=False)
-
-
-# --------------------------------------------------------------------------- model ↔ frames
-def _check_waveform(model, wav) -> np.ndarray:
-    if not isinstance(wav, np.ndarray):
-        raise EncodecError(f"wav must be a NumPy array [C, T], got {type(wav).__name__}")
-    if wav.ndim != 2:
-        raise EncodecError(f"compress encodes one waveform [C, T], got shape {wav.shape}; "
-                           "compress each item of a batch separately")
-    if wav.shape[-1] > MAX_AUDIO_LENGTH:
-        raise EncodecError(f"an .ecdc file holds at most {MAX_AUDIO_LENGTH} samples, got {wav.shape[-1]}")
-    return model.check_audio(wav[None])
-
-
-def _stage(progress: Progress, stage: str):
-    """``progress(stage, done, total)`` as the model's ``progress(done, total)``, or None."""
-    return None if progress is None else (lambda done, total: progress(stage, done, total))
-
-
-def encode_frames(model, wav, progress: Progress = None) -> List[Frame]:
-    """``model.encode(wav[None])`` for one waveform ``[C, T]``, reporting progress per segment or chunk.
-
-    Parameters
-    ----------
-    model : EncodecModel
-    wav : [C, T] float ndarray
-        At most :data:`MAX_AUDIO_LENGTH` samples.
-    progress : callable, optional
-        ``progress("encoding", done, total)``.
-
-    Returns
-    -------
-    list of (codes [1, K, F] int64, scale [1, 1] or None)
-    """
-    return model.encode(_check_waveform(model, wav), progress=_stage(progress, "encoding"))
-
-
-def decode_frames(model, frames: List[Frame], audio_length: int, progress: Progress = None) -> np.ndarray:
-    """``model.decode(frames)`` trimmed to ``audio_length``: ``[C, audio_length]`` float32.
-
-    Parameters
-    ----------
-    model : EncodecModel
-    frames : list of (codes [1, K, F] int, scale [1, 1] or None)
-        As :func:`read_frames` returns them.
-    audio_length : int
-    progress : callable, optional
-        ``progress("decoding", done, total)``.
-
-    Raises
-    ------
-    EncodecError
-        The decoded samples are not finite.
-    """
-    out = model.decode(frames, progress=_stage(progress, "decoding"))
-    out = np.ascontiguousarray(out[0, :, :int(audio_length)], dtype=np.float32)
-    if not np.isfinite(out).all():
-        raise EncodecError("decoding gave NaN or Inf samples: the scales in the file are corrupt or absurd")
-    return out
-
-
-def resolve_model(model, name: str):
-    """``model`` if its name is ``name``; with ``model=None``, the shipped or pretrained model ``name``.
-
-    Parameters
-    ----------
-    model : EncodecModel or None
-    name : str
-        The model named in a file's header; another model's name raises :class:`EncodecError`.
-    """
-    if model is None:
-        from .config import PRESETS
-
-        if name not in PRESETS:
-            raise EncodecError(f"the audio was compressed with the model {name!r}, which cannot be fetched by "
-                               f"name (known: encodec_np_small_24khz, shipped; encodec_24khz, encodec_48khz, downloaded); "
-                               "pass that model: "
-                               "decompress(data, model=encodec_np.load_model(path)) or --model PATH")
-        from .model import EncodecModel
-
-        return EncodecModel.from_pretrained(name)
-    if getattr(model, "name", None) != name:
-        raise EncodecError(f"the audio was compressed with the model {name!r}, but the model given is "
-                           f"{getattr(model, 'name', type(model).__name__)!r}; decode with {name!r}")
-    return model
-
-
-# --------------------------------------------------------------------------- public API
-def compress_to_file(model, wav, fo: BinaryIO, use_lm: bool = False, lm=None, *,
-                     progress: Progress = None) -> None:
-    """Compress ``wav [C, T]`` (at ``model.sample_rate``, ``model.channels``) into the file object ``fo``.
-
-    Uses the model's current bandwidth (:meth:`EncodecModel.set_target_bandwidth`).
-    A file the LM cannot code is written without it, with a warning.
-
-    Parameters
-    ----------
-    model : EncodecModel
-    wav : [C, T] float ndarray
-        At ``model.sample_rate`` with ``model.channels``.
-    fo : binary file object
-    use_lm : bool
-        Entropy code the codes with the language model (smaller, much slower).
-    lm : LMModel, str or PathLike, optional
-        A loaded LM, a name or a path; default: the LM matching the model, downloaded once.
-    progress : callable, optional
-        ``progress(stage, done, total)``, called after each segment.
-    """
-    if use_lm:
-        lm = resolve_lm(lm, model.name)  # before the slow encode: fail fast
-    frames = encode_frames(model, wav, progress)
-    if not use_lm:
-        write_frames(fo, model.name, model.config, frames, wav.shape[-1], progress=progress)
-        return
-    from .arithmetic import EntropyCodingError
-
-    # Meta's coder cannot represent a few (rare) segments; the "lm" flag covers the
-    # whole file, so such a file is written without the LM rather than half-written.
-    buffer = io.BytesIO()
-    try:
-        write_frames(buffer, model.name, model.config, frames, wav.shape[-1], use_lm=True, lm=lm, progress=progress)
-    except EntropyCodingError as exc:
-        warnings.warn(f"entropy coding failed ({exc}); writing the file without the LM instead", stacklevel=2)
-        buffer = io.BytesIO()
-        write_frames(buffer, model.name, model.config, frames, wav.shape[-1], progress=progress)
-    fo.write(buffer.getvalue())
-
-
-def compress(model, wav, use_lm: bool = False, lm=None, *, progress: Progress = None) -> bytes:
-    """Compress ``wav [C, T]`` to ``.ecdc`` bytes; see :func:`compress_to_file`.
-
-    Parameters
-    ----------
-    model, wav, use_lm, lm, progress
-        As for :func:`compress_to_file`.
-
-    Returns
-    -------
-    bytes
-    """
-    fo = io.BytesIO()
-    compress_to_file(model, wav, fo, use_lm=use_lm, lm=lm, progress=progress)
-    return fo.getvalue()
-
-
-def decompress_from_file(fo: BinaryIO, model=None, lm=None, *, progress: Progress = None,
-                         trust_lm: bool = False) -> Tuple[np.ndarray, int]:
-    """Decompress an ``.ecdc`` stream: ``(wav [C, al] float32, sample_rate)``.
-
-    Parameters
-    ----------
-    fo : binary file object
-        Read from its current position.
-    model : EncodecModel, optional
-        Must carry the name in the header; ``None`` loads the model of that
-        name (:func:`resolve_model`).
-    lm : LMModel, str or PathLike, optional
-        For LM-coded files (default: the LM matching the model); their codes
-        are checked against the code checksum.
-    progress : callable, optional
-        ``progress(stage, done, total)`` after each segment.
-    trust_lm : bool
-        Accept LM-coded files without a checksum (see :func:`read_frames`).
-
-    Returns
-    -------
-    wav : [C, al] float32
-    sample_rate : int
-    """
-    fo = _as_file(fo)
-    meta = _read_header(fo)
-    model = resolve_model(model, meta["m"])
-    meta, frames = read_frames(fo, model.config, header=meta, lm=lm, progress=progress, trust_lm=trust_lm)
-    return decode_frames(model, frames, meta["al"], progress), model.sample_rate
-
-
-def decompress(data, model=None, lm=None, *, progress: Progress = None,
-               trust_lm: bool = False) -> Tuple[np.ndarray, int]:
-    """Decompress ``.ecdc`` bytes: ``(wav [C, al] float32, sample_rate)``; see :func:`decompress_from_file`.
-
-    Parameters
-    ----------
-    data : bytes-like
-        A whole ``.ecdc`` file.
-    model, lm, progress, trust_lm
-        As for :func:`decompress_from_file`.
-    """
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise EncodecError(f"decompress takes bytes, got {type(data).__name__}; "
-                           "use decompress_from_file for file objects")
-    return decompress_from_file(io.BytesIO(bytes(data)), model=model, lm=lm, progress=progress, trust_lm=trust_lm)

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
 
 #: ``data.pkl`` larger than this is refused (Meta's 48 kHz model: ~30 kB).
 MAX_PICKLE_BYTES = 16 << 20

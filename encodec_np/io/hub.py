@@ -23,7 +23,7 @@ import urllib.request
 import warnings
 from pathlib import Path
 
-from .errors import CheckpointError, EncodecError
+from ..errors import CheckpointError, EncodecError
 
 BASE_URL = "https://dl.fbaipublicfiles.com/encodec/v0/"
 
@@ -44,7 +44,7 @@ _ELSEWHERE = {
 
 #: The model trained for this project (``training/``), shipped inside the package.
 EMBEDDED = "encodec_np_small_24khz"
-ASSETS = Path(__file__).resolve().parent / "assets"
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
 
 TIMEOUT = 30.0  # seconds per socket operation (connect, each read), not for the whole file
 CHUNK = 1 << 20
@@ -134,7 +134,7 @@ def pretrained_path(name: str, cache_dir=None, *, progress: bool | None = None) 
     -------
     Path
         ``<cache_dir>/<file name>``; the name keeps its suffix, which tells
-        :func:`~encodec_np.checkpoint.read_checkpoint` the format.
+        :func:`~encodec_np.io.checkpoint.read_checkpoint` the format.
 
     Raises
     ------

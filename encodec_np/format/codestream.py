@@ -19,7 +19,7 @@ from typing import BinaryIO, Optional
 
 import numpy as np
 
-from .errors import EncodecError
+from ..errors import EncodecError
 
 MAGIC = b"ECST"
 VERSION = 1

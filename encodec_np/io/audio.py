@@ -23,10 +23,10 @@ from typing import Iterator
 
 import numpy as np
 
-from .config import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
-from .errors import EncodecError
-from .fileutil import atomic_output
-from .validate import float_array
+from ..config import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+from ..errors import EncodecError
+from ..fileutil import atomic_output
+from ..validate import float_array
 
 #: Peak amplitude written files are limited to (Meta's ``save_audio``).
 LIMIT = 0.99

@@ -35,7 +35,7 @@ import typing as tp
 
 import numpy as np
 
-from .errors import EncodecError
+from ..errors import EncodecError
 
 TOTAL_RANGE_BITS = 24
 ROUNDOFF = 1e-8

@@ -4,7 +4,7 @@ All three end up as the same canonical parameter dict (official names, weight
 norm folded, codebooks stacked under ``quantizer.codebooks``) plus an
 :class:`~encodec_np.config.EncodecConfig`.
 
-Meta's ``.th`` files are read by :mod:`encodec_np.torchfile` (no code from
+Meta's ``.th`` files are read by :mod:`encodec_np.io.torchfile` (no code from
 the file ever runs, no size in it is trusted). Every reader ends in
 :func:`check_weights` (floating dtypes, finite values), and every config,
 whatever its source, passes the range checks of :mod:`encodec_np.config`.
@@ -18,12 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import config as cfgmod
-from .config import EncodecConfig, RVQConfig, SEANetConfig
-from .errors import CheckpointError, EncodecError
-from .model import EncodecModel, check_weights
-from .quantization import CODEBOOKS
-from .seanet import ConvTranspose, decoder_layers
+from .. import config as cfgmod
+from ..config import EncodecConfig, RVQConfig, SEANetConfig
+from ..errors import CheckpointError, EncodecError
+from ..quantization import CODEBOOKS
+from ..seanet import ConvTranspose, decoder_layers
+from ..validate import check_weights
+from . import hub
 from .torchfile import SafeUnpickler, read_torch_state  # noqa: F401  (public here since 0.1)
 
 FORMAT_KEY = "encodec_np_config"
@@ -96,7 +97,7 @@ def canonicalize(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     Returns
     -------
     dict of str → ndarray
-        Named as :func:`~encodec_np.model.expected_param_shapes` names them.
+        Named as :func:`~encodec_np.validate.expected_param_shapes` names them.
 
     Raises
     ------
@@ -432,15 +433,13 @@ def resolve_checkpoint(path_or_name=None, cache_dir=None) -> Path:
     path_or_name : str or Path, optional
         ``None``: the shipped model.
     cache_dir : str or Path, optional
-        Where Meta's files are cached (see :func:`encodec_np.hub.resolve_cache_dir`).
+        Where Meta's files are cached (see :func:`encodec_np.io.hub.resolve_cache_dir`).
 
     Returns
     -------
     Path
         A file or a Hugging Face folder; Meta's files are downloaded on first use.
     """
-    from . import hub
-
     if path_or_name is None:
         path_or_name = hub.EMBEDDED
     if isinstance(path_or_name, str) and path_or_name in cfgmod.PRESETS and not Path(path_or_name).exists():
@@ -448,42 +447,6 @@ def resolve_checkpoint(path_or_name=None, cache_dir=None) -> Path:
     if hub.is_hf_repo_id(path_or_name):
         return hub.hf_snapshot(path_or_name)
     return Path(path_or_name)
-
-
-def load_model(path_or_name=None, *, backend: str = "auto", dtype="float32",
-               config: EncodecConfig | None = None, cache_dir=None, threads: int | None = None):
-    """Load an :class:`~encodec_np.model.EncodecModel`.
-
-    Parameters
-    ----------
-    path_or_name : str or Path, optional
-        One of :data:`PRETRAINED_NAMES`, or a checkpoint path (Meta ``.th``,
-        Hugging Face folder, ``.safetensors``):
-
-        * ``None`` or ``"encodec_np_small_24khz"``: the small model shipped in
-          the package, trained for this project (no download);
-        * ``"encodec_24khz"``, ``"encodec_48khz"``: Meta's files, downloaded
-          once into the cache and checked against their sha256;
-        * ``"facebook/encodec_24khz"``, ``"facebook/encodec_32khz"``,
-          ``"facebook/encodec_48khz"`` (any Hugging Face repository id): the
-          snapshot in the Hugging Face cache, found offline, or downloaded
-          with ``huggingface_hub`` when it is installed.
-    backend : str
-        ``"auto"``, ``"numpy"`` or another available backend.
-    dtype : ``"float32"`` or ``"float64"``.
-    config : EncodecConfig, optional
-        Overrides the configuration inferred from the file.
-    cache_dir : str or Path, optional
-        Where Meta's files are cached (see :func:`resolve_checkpoint`).
-    threads : int, optional
-        Threads per call (default: all cores); see :class:`~encodec_np.model.EncodecModel`.
-
-    Returns
-    -------
-    EncodecModel
-    """
-    cfg, params = read_checkpoint(resolve_checkpoint(path_or_name, cache_dir), config)
-    return EncodecModel(cfg, params, backend=backend, dtype=dtype, threads=threads)
 
 
 def save_model(model, path, dtype=None) -> None:

@@ -2,7 +2,7 @@
 
 EnCodec can squeeze its codes further with a small transformer that predicts,
 for every frame, a distribution over each codebook's next code given the
-previous frames; an arithmetic coder (:mod:`encodec_np.arithmetic`) then
+previous frames; an arithmetic coder (:mod:`encodec_np.format.arithmetic`) then
 spends about ``-log2(p)`` bits per code. This module mirrors the official
 ``LMModel``:
 
@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 from scipy.special import erf
 
+from ..errors import CheckpointError, EncodecError
 from .arithmetic import (
     TOTAL_RANGE_BITS,
     ArithmeticCoder,
@@ -55,12 +56,11 @@ from .arithmetic import (
     build_stable_quantized_cdf,
     verify_stream,
 )
-from .errors import CheckpointError, EncodecError
 
 __all__ = ["LMModel", "LMState", "load_lm", "lm_name_for", "encode_codes", "decode_codes",
            "LM_NAMES", "EntropyCodingError"]
 
-#: Codec name → name of its pretrained LM (see :mod:`encodec_np.hub`).
+#: Codec name → name of its pretrained LM (see :mod:`encodec_np.io.hub`).
 LM_NAMES: dict[str, str] = {
     "encodec_24khz": "encodec_lm_24khz",
     "encodec_48khz": "encodec_lm_48khz",
@@ -518,7 +518,7 @@ def load_lm(path_or_name, *, cache_dir=None, frame_rate: float | None = None) ->
     ----------
     path_or_name : str or Path
         ``"encodec_lm_24khz"`` / ``"encodec_lm_48khz"`` (downloaded once and
-        cached, see :func:`encodec_np.hub.pretrained_path`; the codec names
+        cached, see :func:`encodec_np.io.hub.pretrained_path`; the codec names
         ``"encodec_24khz"`` / ``"encodec_48khz"`` select their LM), or the path
         of a ``.th`` file saved with ``torch.save(lm.state_dict(), path)``.
     cache_dir : str or Path, optional
@@ -531,8 +531,8 @@ def load_lm(path_or_name, *, cache_dir=None, frame_rate: float | None = None) ->
     -------
     LMModel
     """
-    from .checkpoint import read_torch_state
-    from .hub import pretrained_path
+    from ..io.checkpoint import read_torch_state
+    from ..io.hub import pretrained_path
 
     if isinstance(path_or_name, str) and path_or_name in LM_NAMES:
         path_or_name = LM_NAMES[path_or_name]
@@ -569,7 +569,7 @@ def encode_codes(codes: np.ndarray, lm: LMModel, fo: tp.IO[bytes]) -> int:
     the end (the last byte zero-padded). The bytes are those the official coder
     writes for the same CDFs. Nothing is written to ``fo`` unless the whole
     segment codes: in the rare case where a CDF total overflowed (see
-    :mod:`encodec_np.arithmetic`) the stream is checked to decode, and
+    :mod:`encodec_np.format.arithmetic`) the stream is checked to decode, and
     :class:`EntropyCodingError` is raised if it would not (or where the
     official coder would fail an assertion); write the segment without the LM then.
 
