@@ -14,6 +14,8 @@ from typing import Protocol
 
 import numpy as np
 
+from . import ops
+
 
 class Backend(Protocol):
     """The ops of :mod:`encodec_np.ops`, by name, with the reference's parameters.
@@ -103,8 +105,6 @@ def reference_fallback(name: str):
     AttributeError
         For a name that is not part of the contract.
     """
-    from . import ops
-
     if name in OPS or name == "ON_DEVICE":
         return getattr(ops, name)
     raise AttributeError(f"this backend has no {name!r} (the contract: encodec_np.backend.OPS)")
@@ -124,8 +124,6 @@ def contract_violations(backend) -> list[str]:
         (in order) differ from :mod:`encodec_np.ops`'s.
     """
     import inspect
-
-    from . import ops
 
     problems = [] if isinstance(getattr(backend, "ON_DEVICE", None), bool) else ["ON_DEVICE is not a bool"]
     for name in OPS:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .io.hub import ASSETS
+from .metrics import mel_distance, si_snr
 
 DEMO_CLIP = ASSETS / "demo_speech_24k.flac"
 
@@ -39,8 +40,6 @@ def run_demo(model, wav: np.ndarray, progress=None) -> list[dict]:
         ``mel_db`` (log-mel distance, dB), ``encode_rtf`` / ``decode_rtf``
         (seconds of audio per second of compute) and ``audio [C, T]``.
     """
-    from .metrics import mel_distance, si_snr
-
     x = wav[None]
     seconds = wav.shape[-1] / model.sample_rate
     model.set_target_bandwidth(model.target_bandwidths[0])

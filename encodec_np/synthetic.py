@@ -58,7 +58,9 @@ import numpy as np
 
 from .config import EncodecConfig
 from .errors import EncodecError
+from .model import EncodecModel
 from .quantization import CODEBOOKS
+from .validate import expected_param_shapes
 
 SIGNAL_KINDS = ("noise", "chirp", "impulses", "silence")
 
@@ -111,8 +113,6 @@ def random_params(config: EncodecConfig, seed: int = 0) -> dict[str, np.ndarray]
     -------
     dict of str → float32 ndarray
     """
-    from .validate import expected_param_shapes
-
     if int(seed) < 0:
         raise EncodecError(f"seed must be a non-negative integer, got {seed}")
     params = {}
@@ -154,8 +154,6 @@ def random_model(config: EncodecConfig, seed: int = 0, **kwargs):
     **kwargs
         For the model (``backend=``, ``dtype=``).
     """
-    from .model import EncodecModel
-
     return EncodecModel(config, random_params(config, seed), **kwargs)
 
 

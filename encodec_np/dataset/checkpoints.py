@@ -4,6 +4,9 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from ..io.checkpoint import resolve_checkpoint as resolve
+from ..io.hub import sha256_file
+
 
 def resolve_checkpoint(spec=None) -> Path:
     """The checkpoint file (or Hugging Face folder) for a model name or a path, which must exist.
@@ -18,8 +21,6 @@ def resolve_checkpoint(spec=None) -> Path:
     -------
     Path
     """
-    from ..io.checkpoint import resolve_checkpoint as resolve
-
     path = resolve(spec)
     if not path.exists():
         raise FileNotFoundError(2, "no such checkpoint", str(path))
@@ -39,8 +40,6 @@ def model_checksum(path) -> str:
     str
         64 hex digits.
     """
-    from ..io.hub import sha256_file
-
     path = Path(path)
     if path.is_file():
         return sha256_file(path)

@@ -11,6 +11,7 @@ from typing import Iterator, Optional
 import numpy as np
 
 from ..errors import EncodecError
+from ..geometry import segments
 from .outdir import MANIFEST, read_manifest
 
 
@@ -137,8 +138,6 @@ def tokens_to_frames(row: dict, codes: np.ndarray, config) -> list:
     EncodecError
         ``F`` is not the frame count of ``samples`` for this model.
     """
-    from ..geometry import segments
-
     counts = [f for _, _, f in segments(config, row["samples"])]
     if sum(counts) != codes.shape[-1]:
         raise EncodecError(f"{row['key']}: {codes.shape[-1]} frames of codes, but {row['samples']} samples make "

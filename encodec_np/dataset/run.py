@@ -14,6 +14,8 @@ from typing import Callable, Iterable, Optional
 import numpy as np
 
 from ..errors import EncodecError
+from ..io.checkpoint import read_checkpoint
+from ..quantization import num_codebooks
 from .checkpoints import model_checksum, resolve_checkpoint
 from .extras import import_extra
 from .outdir import (
@@ -92,8 +94,6 @@ class _Run:
     """The state of one :func:`tokenize_dataset` run in this process: previous rows, groups, journal."""
 
     def __init__(self, out_dir: Path, config, checkpoint_sha: str, bandwidths: list, force: bool):
-        from ..quantization import num_codebooks
-
         self.out_dir, self.config, self.model_sha = out_dir, config, checkpoint_sha
         self.bandwidths = bandwidths
         self.codebooks = {bw: num_codebooks(config.quantizer, config.frame_rate, bw) for bw in bandwidths}
@@ -241,8 +241,6 @@ def tokenize_dataset(source, out_dir, *, model=None, bandwidths: Iterable[float]
     if parquet:
         import_extra("pyarrow.parquet", "--parquet", "parquet")  # before the work, not after it
     checkpoint = resolve_checkpoint(model)
-    from ..io.checkpoint import read_checkpoint
-
     config, _ = read_checkpoint(checkpoint)
     bandwidths = sorted({config.checked_bandwidth(None if bw is None else float(bw)) for bw in bandwidths})
     inputs, ignored = list_inputs(source, exclude=out_dir)

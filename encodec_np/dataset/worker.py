@@ -15,8 +15,12 @@ from typing import Iterator, Optional
 
 import numpy as np
 
+from ..compression import encode_frames
 from ..errors import EncodecError, describe_error
+from ..io.audio import convert_audio, read_audio
+from ..io.hub import sha256_file
 from ..kernels import available_cores
+from ..model import load_model
 from .readback import tokens_array
 
 #: Test hook: a worker that reaches the input with this key exits at once, as if killed.
@@ -40,8 +44,6 @@ _MODELS: dict = {}  # one loaded model per worker process, reused across its tas
 
 
 def _worker_model(job: Job):
-    from ..model import load_model
-
     threads = job.threads or _dask_task_threads(job)
     key = (job.checkpoint, job.backend, threads)
     if key not in _MODELS:
@@ -99,10 +101,6 @@ def tokenize_file(job: Job, key: str, path: str, known: tuple = ()) -> dict:
     """
     if os.environ.get(FAULT_ENV) == key:
         os._exit(70)
-    from ..compression import encode_frames
-    from ..io.audio import convert_audio, read_audio
-    from ..io.hub import sha256_file
-
     out = {"key": key, "sha256": None, "pid": os.getpid()}
     try:
         out["sha256"] = sha256_file(Path(path))

@@ -48,6 +48,8 @@ import numpy as np
 from scipy.special import erf
 
 from ..errors import CheckpointError, EncodecError
+from ..io.hub import pretrained_path
+from ..io.torchfile import read_torch_state
 from .arithmetic import (
     TOTAL_RANGE_BITS,
     ArithmeticCoder,
@@ -531,9 +533,6 @@ def load_lm(path_or_name, *, cache_dir=None, frame_rate: float | None = None) ->
     -------
     LMModel
     """
-    from ..io.checkpoint import read_torch_state
-    from ..io.hub import pretrained_path
-
     if isinstance(path_or_name, str) and path_or_name in LM_NAMES:
         path_or_name = LM_NAMES[path_or_name]
     if isinstance(path_or_name, str) and path_or_name in LM_NAMES.values():
