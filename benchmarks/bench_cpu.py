@@ -1,29 +1,30 @@
-"""CPU speed: our numba and numpy backends vs the official PyTorch model and its ONNX export, same weights.
+"""CPU speed: our numba backend vs the official PyTorch model and its ONNX export, same weights.
 
-One run measures every cell of the matrix (model x bandwidth x input length x
-threads); runtimes are alternated within each repetition and the median of
-``--repeats`` runs after a warm-up is reported as a real-time factor (seconds
-of audio per second of compute) and as our/others ratios. PyTorch runs twice:
-as shipped (weight norm recomputed on every call) and with weight norm removed
-(folded), which is what we run. The folded official model is also exported
-with ``torch.onnx.export`` (opset 17, fixed-shape encode and decode graphs per
-bandwidth and frame length: the whole input at 24 kHz, the 1 s segment and the
-last one at 48 kHz, see :func:`export_onnx`) and run by ONNX Runtime and by
-OpenVINO (forced to f32). Every runtime's codes and decoded audio are checked
-against PyTorch's (fraction of equal codes, max abs difference).
-Peak memory, JIT cold-compile and cached start-up times are measured in fresh
-subprocesses.
+One run measures every cell of a matrix (model x bandwidth x input length x
+threads). Each runtime runs in its own fresh worker process per thread count
+(``OMP_NUM_THREADS`` / ``NUMBA_NUM_THREADS`` set to it), and the workers are
+alternated run by run, ``PAUSE_S`` apart, so that drift hits every runtime
+alike and no runtime shares a process or a spinning thread pool with another.
+The median of ``--repeats`` runs after a warm-up is reported as a real-time
+factor (seconds of audio per second of compute) and as numba's ratio to every
+other runtime. PyTorch runs twice: as shipped (weight norm recomputed on
+every call) and with weight norm removed (folded), which is what we run. The
+folded official model is also exported with ``torch.onnx.export`` (opset 17,
+fixed-shape encode and decode graphs per bandwidth and frame length: the
+whole input at 24 kHz, the 1 s segment and the last one at 48 kHz, see
+:func:`export_onnx`) and run by ONNX Runtime and by OpenVINO (forced to f32).
+Every runtime's codes and decoded audio are checked against PyTorch's
+(fraction of equal codes, max abs difference). Peak memory, JIT cold-compile
+and cached start-up times are measured in further fresh subprocesses.
 
-    python benchmarks/bench_cpu.py            # the full matrix: 4 configurations x 10/60 s x 1/2 threads
-    python benchmarks/bench_cpu.py --quick    # 24 kHz 6 kbps and 48 kHz 6 kbps, 10 s, 2 threads (~2.5 min)
+    python benchmarks/bench_cpu.py            # the standard matrix: 24 kHz 6 kbps 10 + 60 s, 48 kHz 6 kbps 10 s, 1/2 threads
+    python benchmarks/bench_cpu.py --quick    # 24 kHz and 48 kHz at 6 kbps, 10 s, 2 threads
+    python benchmarks/bench_cpu.py --full     # the goal matrix: 24 kHz 1.5 / 6 / 24 kbps and 48 kHz 6 kbps, 10 + 60 s
     python benchmarks/bench_cpu.py --json out.json --png out.png
-    python benchmarks/bench_cpu.py --quick --seconds 2 --repeats 1    # a smoke run (<1 min)
+    python benchmarks/bench_cpu.py --quick --seconds 2 --repeats 1    # a smoke run
 
-The full matrix, projected from cells measured on the project's 2-vCPU VM
-(shared with other jobs, not run in full): 10 s cells ~7 min, the 60 s cells
-~9 min with ONE timed run each (``--long-repeats``, default 1: every further
-round adds ~8 min), probes ~3 min: ~19 min, plus ~1.5 min of ONNX export on
-the first run (cached after). ``--numpy-max-seconds 0 --skip-jit`` saves ~2 min.
+Wall times measured on the project's 2-vCPU VM are in the README's speed
+section; the first run adds the ONNX export (cached after).
 
 Needs ``torch`` and ``encodec`` for the PyTorch columns (see README); without
 them only our backends are timed. ONNX Runtime and OpenVINO columns need
@@ -127,34 +128,44 @@ def graph_runtime_versions() -> dict:
     return out
 
 
-def build(name: str, seed: int = 0):
-    """Our model on every backend plus the official one (as shipped and folded), same weights."""
+def build(name: str, runtime: str, seed: int = 0):
+    """One runtime's model (ours on a backend, or the official one as shipped / folded), seeded weights.
+
+    Every worker process builds its own from the same seed, so all runtimes
+    run the same weights.
+    """
     import encodec_np
     from encodec_np.io.checkpoint import to_official_state
     from encodec_np.synthetic import random_params
 
     config = getattr(encodec_np, name)()
     params = random_params(config, seed)
-    ours = {b: encodec_np.EncodecModel(config, params, backend=b) for b in OURS}
-    official = {}
+    if runtime in OURS:
+        return encodec_np.EncodecModel(config, params, backend=runtime)
+    import torch
+    from oracle import import_encodec
+
+    enc = import_encodec()
+    ctor = {"encodec_24khz": enc.EncodecModel.encodec_model_24khz,
+            "encodec_48khz": enc.EncodecModel.encodec_model_48khz}[name]
+    model = ctor(pretrained=False)
+    model.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v))
+                           for k, v in to_official_state(params, config).items()})
+    if runtime == "torch_folded":
+        for module in model.modules():
+            if hasattr(module, "weight_g"):
+                torch.nn.utils.remove_weight_norm(module)
+    return model.eval()
+
+
+def have_torch() -> bool:
     try:
-        import torch
+        import torch  # noqa: F401
         from oracle import import_encodec
-        enc = import_encodec()
-        ctor = {"encodec_24khz": enc.EncodecModel.encodec_model_24khz,
-                "encodec_48khz": enc.EncodecModel.encodec_model_48khz}[name]
-        state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in to_official_state(params, config).items()}
-        for variant in TORCH:
-            model = ctor(pretrained=False)
-            model.load_state_dict(state)
-            if variant == "torch_folded":
-                for module in model.modules():
-                    if hasattr(module, "weight_g"):
-                        torch.nn.utils.remove_weight_norm(module)
-            official[variant] = model.eval()
+        import_encodec()
     except ImportError:
-        pass
-    return config, ours, official
+        return False
+    return True
 
 
 # --------------------------------------------------------------------------- ONNX export
@@ -356,10 +367,11 @@ GRAPH_CLASSES = {"onnxruntime": OrtGraphs, "openvino": OpenVinoGraphs}
 
 
 # --------------------------------------------------------------------------- timing
-#: Seconds between two runtimes' timed runs (longer than OpenMP's and ONNX Runtime's spin-waits).
-PAUSE_S = 1.0
+#: Seconds between two runtimes' timed runs (longer than OpenMP's 200 ms and ONNX Runtime's spin-waits:
+#: an idle worker's spinning pool would take the next runtime's cores).
+PAUSE_S = 0.5
 
-# Every runner returns (encode_s, decode_s, {"codes": [...], "scales": [...], "audio": array}).
+
 def _timed(encode, decode, x):
     """(encode seconds, decode seconds, frames, audio) of one round trip."""
     t0 = time.perf_counter()
@@ -370,29 +382,141 @@ def _timed(encode, decode, x):
     return t1 - t0, t2 - t1, frames, audio
 
 
-def _numpy_result(frames, audio):
-    return {"codes": [c for c, _ in frames], "scales": [s for _, s in frames if s is not None], "audio": audio}
+class Runner:
+    """One runtime in one worker process: its models, the current cell's input, one timed round trip.
+
+    ``run()`` returns ``(encode_s, decode_s, {"codes": [...], "scales": [...], "audio": array})``.
+    """
+
+    def __init__(self, runtime: str, threads: int):
+        self.runtime, self.threads = runtime, threads
+        self.models, self.graphs, self.settings = {}, None, {}
+        if runtime in TORCH:
+            import torch
+            torch.set_num_threads(threads)
+
+    def prepare(self, name: str, bw: float, seconds: float, plan) -> dict:
+        """Load what the cell needs and warm up; returns the load time and settings of graph runtimes.
+
+        Warm-up: ours and PyTorch encode and decode the first second (JIT,
+        thread pools, oneDNN); their first full-length call is then no slower
+        than the next ones (measured at 60 s, numba and torch folded, 24 kHz).
+        ONNX Runtime and OpenVINO get a new session / compiled model per cell
+        whose first run at the graph's shape is up to ~2x slower (measured at
+        60 s, 24 kHz, 2 threads: decode 4.3 s, then 1.6-2.7 s in ONNX Runtime),
+        so they run the whole input once.
+        """
+        import encodec_np
+        from encodec_np.synthetic import test_signal
+        config = getattr(encodec_np, name)()
+        sr = config.sample_rate
+        self.x = test_signal("noise", config.channels, int(seconds * sr), seed=1, sample_rate=sr)[None]
+        self.bw, out = bw, {}
+        self.graphs = None
+        if self.runtime in GRAPH_RUNTIMES:
+            t0 = time.perf_counter()
+            self.graphs = GRAPH_CLASSES[self.runtime](plan, self.threads)
+            out = {"load_s": time.perf_counter() - t0, **self.graphs.settings}
+            self.run()
+            return out
+        if name not in self.models:
+            self.models[name] = build(name, self.runtime)
+        self.model = self.models[name]
+        if self.runtime in OURS:
+            self.model.threads = self.threads
+        self.model.set_target_bandwidth(bw)
+        self.run(self.x[..., :sr])
+        return out
+
+    def run(self, x=None):
+        x = self.x if x is None else x
+        if self.graphs is not None:
+            t_enc, t_dec, frames, audio = _timed(self.graphs.encode, self.graphs.decode, x)
+        elif self.runtime in OURS:
+            t_enc, t_dec, frames, audio = _timed(self.model.encode, self.model.decode, x)
+        else:
+            import torch
+            with torch.no_grad():
+                t_enc, t_dec, frames, audio = _timed(self.model.encode, self.model.decode, torch.from_numpy(x))
+            frames = [(c.numpy(), None if s is None else s.numpy()) for c, s in frames]
+            audio = audio.numpy()
+        result = {"codes": [c for c, _ in frames], "scales": [s for _, s in frames if s is not None], "audio": audio}
+        return t_enc, t_dec, result
+
+    def decode(self, frames):
+        """The graphs' decoder alone on given frames (PyTorch's, when the codes differ)."""
+        return self.graphs.decode(frames)
 
 
-def run_ours(model, x, bw):
-    model.set_target_bandwidth(bw)
-    t_enc, t_dec, frames, audio = _timed(model.encode, model.decode, x)
-    return t_enc, t_dec, _numpy_result(frames, audio)
+def save_result(path: str, result: dict) -> None:
+    arrays = {f"codes{i}": c for i, c in enumerate(result["codes"])}
+    arrays.update({f"scale{i}": sc for i, sc in enumerate(result["scales"])})
+    np.savez(path, audio=np.asarray(result["audio"]), **arrays)
 
 
-def run_torch(model, x, bw, threads):
-    import torch
-    torch.set_num_threads(threads)
-    model.set_target_bandwidth(bw)
-    with torch.no_grad():
-        t_enc, t_dec, frames, audio = _timed(model.encode, model.decode, torch.from_numpy(x))
-    return t_enc, t_dec, _numpy_result([(c.numpy(), None if s is None else s.numpy()) for c, s in frames],
-                                       audio.numpy())
+def load_result(path: str) -> dict:
+    with np.load(path) as f:
+        n = sum(k.startswith("codes") for k in f.files)
+        return {"codes": [f[f"codes{i}"] for i in range(n)],
+                "scales": [f[f"scale{i}"] for i in range(n) if f"scale{i}" in f.files], "audio": f["audio"]}
 
 
-def run_graphs(graphs, x):
-    t_enc, t_dec, frames, audio = _timed(graphs.encode, graphs.decode, x)
-    return t_enc, t_dec, _numpy_result(frames, audio)
+def worker_main(runtime: str, threads: int) -> None:
+    """A fresh process for one runtime at one thread count: JSON commands on stdin, one JSON reply each on stdout."""
+    reply, sys.stdout = sys.stdout, sys.stderr  # libraries' prints must not mix with the replies
+    runner = Runner(runtime, threads)
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        if cmd["op"] == "prepare":
+            out = runner.prepare(cmd["model"], cmd["kbps"], cmd["seconds"], cmd.get("plan"))
+        elif cmd["op"] == "run":
+            enc, dec, result = runner.run()
+            if cmd.get("save"):
+                save_result(cmd["save"], result)
+            out = {"encode_s": enc, "decode_s": dec}
+        elif cmd["op"] == "decode":
+            ref = load_result(cmd["frames"])
+            frames = list(zip(ref["codes"], ref["scales"] or [None] * len(ref["codes"])))
+            save_result(cmd["save"], {"codes": [], "scales": [], "audio": runner.decode(frames)})
+            out = {}
+        elif cmd["op"] == "info":
+            import numba
+            out = {"numba_threading_layer": numba.threading_layer()}
+        else:
+            break
+        reply.write(json.dumps(out) + "\n")
+        reply.flush()
+
+
+class Worker:
+    """The parent's handle on a :func:`worker_main` process (fresh, without the OpenBLAS overrides).
+
+    Each runtime lives in its own process, started once per thread count, so
+    that no runtime shares a process (its thread pools, allocator, loaded
+    libraries) with another; ``OMP_NUM_THREADS`` and ``NUMBA_NUM_THREADS`` are
+    set to the thread count, as a user would run one runtime at that count.
+    """
+
+    def __init__(self, runtime: str, threads: int):
+        self.runtime = runtime
+        env = clean_env({**os.environ, "OMP_NUM_THREADS": str(threads), "NUMBA_NUM_THREADS": str(threads),
+                         "MKL_NUM_THREADS": str(threads)})
+        self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--worker", runtime, str(threads)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+
+    def ask(self, **cmd) -> dict:
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the {self.runtime} worker died (exit {self.proc.wait()}); see its stderr above")
+        return json.loads(line)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.write(json.dumps({"op": "quit"}) + "\n")
+            self.proc.stdin.close()
+            self.proc.wait()
 
 
 def compare(ref: dict, got: dict, decode_ref=None) -> dict:
@@ -412,72 +536,42 @@ def compare(ref: dict, got: dict, decode_ref=None) -> dict:
     return out
 
 
-def time_cell(name, ours, official, graph_files, bw, seconds, threads, repeats, backends):
-    """Median encode/decode times of each backend on one cell, alternated within each repetition.
+def time_cell(workers: dict, name, plan, bw, seconds, threads, repeats, backends):
+    """Median encode/decode times of each backend on one cell: its worker processes alternated in each round.
 
-    ``graph_files``: the export plan (:func:`export_onnx`) for this bandwidth and length (or None).
-    Warm-up: ours and PyTorch encode and decode the first second (JIT, thread
-    pools, oneDNN); their first full-length call is then no slower than the
-    next ones (measured at 60 s after the 10 s cells, numba and torch folded,
-    24 kHz, 2 threads), so a full-length warm-up would only cost time.
-    ONNX Runtime and OpenVINO get a new session / compiled model in every cell
-    (the thread count is fixed at creation) whose first run at the graph's
-    shape is up to ~2x slower (measured at 60 s, 24 kHz, 2 threads: decode
-    4.3 s, then 1.6-2.7 s in ONNX Runtime; 3.8 s, then 1.9-2.5 s in OpenVINO),
-    so they also run the whole input once. The first full-length call of each
-    backend is checked against PyTorch as shipped: codes and decoded audio.
+    ``plan``: the export plan (:func:`export_onnx`) for this bandwidth and
+    length (or None). Each worker prepares and warms up (:meth:`Runner.prepare`);
+    then ``repeats`` rounds, each running every backend once in turn, so drift
+    hits every backend alike. The first timed run of each backend is checked
+    against PyTorch as shipped: codes and decoded audio.
     """
-    from encodec_np.synthetic import test_signal
-
-    sr = ours["numba"].sample_rate
-    x = test_signal("noise", ours["numba"].channels, int(seconds * sr), seed=1, sample_rate=sr)[None]
-    runners, loaded, graph_sets = {}, {}, {}
-    for b in backends:
-        if b in ours:
-            model = ours[b]
-            model.threads = threads
-            runners[b] = lambda m=model: run_ours(m, x, bw)
-        elif b in official:
-            runners[b] = lambda m=official[b]: run_torch(m, x, bw, threads)
-        elif b in GRAPH_CLASSES and graph_files is not None:
-            t0 = time.perf_counter()
-            graph_sets[b] = GRAPH_CLASSES[b](graph_files, threads)
-            loaded[b] = {"load_s": time.perf_counter() - t0, **graph_sets[b].settings}
-            runners[b] = lambda g=graph_sets[b]: run_graphs(g, x)
-    warm = x[..., :sr]
-    results = {}
-    for b, run in runners.items():
-        if b in ours:
-            run_ours(ours[b], warm, bw)
-        elif b in official:
-            run_torch(official[b], warm, bw, threads)
-        else:
-            results[b] = run()[2]
-    samples = {b: ([], []) for b in runners}
-    for _ in range(repeats):
-        for b, run in runners.items():  # alternated: drift hits every backend alike
-            # A pause first: thread pools spin-wait after a call (OpenMP, ONNX Runtime),
-            # and the previous runtime's spinning threads would take this one's cores.
+    loaded = {b: workers[b].ask(op="prepare", model=name, kbps=bw, seconds=seconds, plan=plan) for b in backends}
+    samples = {b: ([], []) for b in backends}
+    tmp = tempfile.mkdtemp(prefix="bench-cpu-")
+    for r in range(repeats):
+        for b in backends:
             time.sleep(PAUSE_S)
-            enc, dec, out = run()
-            samples[b][0].append(enc)
-            samples[b][1].append(dec)
-            results.setdefault(b, out)
+            got = workers[b].ask(op="run", save=os.path.join(tmp, f"{b}.npz") if r == 0 else None)
+            samples[b][0].append(got["encode_s"])
+            samples[b][1].append(got["decode_s"])
     cell = {"model": name, "kbps": bw, "seconds": seconds, "threads": threads, "repeats": repeats,
+            "processes": "one fresh process per runtime and thread count, alternated run by run",
             "warm_up": "1 s (ours, torch); the whole input once (onnxruntime, openvino: new session)"}
     for b, (enc, dec) in samples.items():
         cell[b] = {"encode_s": statistics.median(enc), "decode_s": statistics.median(dec),
                    "encode_rtf": seconds / statistics.median(enc), "decode_rtf": seconds / statistics.median(dec),
-                   **loaded.get(b, {})}
-    if "torch" in results:
-        ref = results["torch"]
+                   **loaded[b]}
+    if "torch" in backends:
+        ref = load_result(os.path.join(tmp, "torch.npz"))
         checks = {}
-        for b in (r for r in RUNTIMES if r in results and r != "torch"):
-            got = results[b]
+        for b in (r for r in RUNTIMES if r in backends and r != "torch"):
+            got = load_result(os.path.join(tmp, f"{b}.npz"))
             decode_ref = None
-            if b in graph_sets and compare(ref, got)["codes_equal"] != 1.0:
+            if b in GRAPH_RUNTIMES and compare(ref, got)["codes_equal"] != 1.0:
                 # codes differ: also the runtime's decoder alone, on PyTorch's codes and scales
-                decode_ref = graph_sets[b].decode(list(zip(ref["codes"], ref["scales"] or [None] * len(ref["codes"]))))
+                out = os.path.join(tmp, f"{b}-decode.npz")
+                workers[b].ask(op="decode", frames=os.path.join(tmp, "torch.npz"), save=out)
+                decode_ref = load_result(out)["audio"]
             checks[b] = compare(ref, got, decode_ref)
         cell["checks_vs_torch"] = checks
     cell["numba_vs"] = ratios(cell)
@@ -580,7 +674,9 @@ def startup_and_memory(names, seconds, have_torch, graph_plans=None, threads=Non
                                   "model construction from seeded weights is not counted"}
     for name in names:
         for backend in (b for b in OURS if b in runtimes):
-            r = probe(_PROBE, name, backend, seconds, env={"NUMBA_CACHE_DIR": cache})
+            # the package's own kernel cache, warm from the timed runs: compiling is a start-up cost
+            # (the JIT probe above), not the memory a user's process needs
+            r = probe(_PROBE, name, backend, seconds)
             results[f"{name}/{backend}"] = {"peak_rss_mb": r["peak_rss_mb"],
                                             "added_mb": r["peak_rss_mb"] - r["rss_before_mb"]}
         if have_torch:
@@ -668,20 +764,24 @@ def chart(cells, path):
     print(f"wrote {path}")
 
 
+#: The goal matrix of the speed issue: every configuration at 10 and 60 s (--full).
+FULL = [(m, bw, s) for m, bw in (("encodec_24khz", 1.5), ("encodec_24khz", 6.0), ("encodec_24khz", 24.0),
+                                  ("encodec_48khz", 6.0)) for s in (10, 60)]
+#: The standard matrix (the default): 24 kHz 6 kbps at 10 and 60 s, 48 kHz 6 kbps at 10 s.
+STANDARD = [("encodec_24khz", 6.0, 10), ("encodec_24khz", 6.0, 60), ("encodec_48khz", 6.0, 10)]
+QUICK = [("encodec_24khz", 6.0, 10), ("encodec_48khz", 6.0, 10)]
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true",
-                   help="24 kHz 6 kbps and 48 kHz 6 kbps only, 10 s inputs, 2 threads, no JIT probes (~2.5 min)")
-    p.add_argument("--seconds", type=float, nargs="+", default=None, help="input lengths (default 10 60)")
+                   help="24 kHz and 48 kHz at 6 kbps, 10 s, 2 threads, no start-up probes")
+    p.add_argument("--full", action="store_true",
+                   help="the goal matrix: 24 kHz at 1.5 / 6 / 24 kbps and 48 kHz at 6 kbps, 10 and 60 s")
+    p.add_argument("--seconds", type=float, nargs="+", default=None, help="only these input lengths")
     p.add_argument("--threads", type=int, nargs="+", default=None, help="thread counts (default 1 2)")
     p.add_argument("--repeats", type=int, default=5, help="timed runs per cell, after a warm-up (default 5)")
-    p.add_argument("--long-repeats", type=int, default=1,
-                   help="timed runs for inputs over --long-seconds (default 1: one round of the 60 s cells "
-                        "takes ~8 min on 2 cores)")
-    p.add_argument("--long-seconds", type=float, default=10,
-                   help="inputs longer than this get --long-repeats (default 10)")
-    p.add_argument("--numpy-max-seconds", type=float, default=10,
-                   help="skip the (slow) numpy reference on longer inputs (default 10)")
+    p.add_argument("--numpy", action="store_true", help="also time the (slow) numpy reference, on 10 s inputs")
     p.add_argument("--skip-jit", action="store_true", help="skip the JIT cold/cached start-up probes")
     # narrowing a run (debugging, smoke runs): the report covers only what ran
     p.add_argument("--skip-probes", action="store_true", help=argparse.SUPPRESS)
@@ -691,90 +791,93 @@ def main(argv=None):
     p.add_argument("--png", default="benchmarks/results_cpu.png")
     args = p.parse_args(argv)
     started = time.perf_counter()
-    cells_spec = [("encodec_24khz", 1.5), ("encodec_24khz", 6.0), ("encodec_24khz", 24.0), ("encodec_48khz", 6.0)]
+    spec = FULL if args.full else QUICK if args.quick else STANDARD
     if args.quick:
-        cells_spec = [("encodec_24khz", 6.0), ("encodec_48khz", 6.0)]
-        args.seconds, args.threads = args.seconds or [10], args.threads or [2]
+        args.threads = args.threads or [2]
         args.skip_jit = True
-    args.seconds, args.threads = args.seconds or [10, 60], args.threads or [1, 2]
+    args.threads = args.threads or [1, 2]
+    if args.seconds:
+        spec = sorted({(m, bw, s) for m, bw, _ in spec for s in args.seconds})
     if args.models:
-        cells_spec = [c for c in cells_spec if c[0] in args.models]
+        spec = [c for c in spec if c[0] in args.models]
     info = machine()
     print("machine:", json.dumps(info))
     print(f"cpu: {info['cpu']}, {info['cores']} cores, ISA: "
           + ", ".join(f"{f} {'yes' if v else 'no'}" for f, v in info["isa"].items()) + f"; BLAS: {info['blas']}")
     if info["openblas_env_unset_by_script"]:
-        print(f"unset for this run (and its probes): {info['openblas_env_unset_by_script']}")
+        print(f"unset for this run (and its workers and probes): {info['openblas_env_unset_by_script']}")
     elif any(info["openblas_env"].values()):
         print(f"WARNING: {info['openblas_env']} still set in this process (main() called, not run as a script)")
-    print(f"threads per cell: {args.threads} (numba/numpy: model.threads; torch: torch.set_num_threads; "
-          "ONNX Runtime: intra_op_num_threads, inter_op_num_threads 1; OpenVINO: INFERENCE_NUM_THREADS, "
-          "INFERENCE_PRECISION_HINT f32, 1 stream)")
-    long_cells = [s for s in args.seconds if s > args.long_seconds]
-    print(f"timed runs per cell: median of {args.repeats}"
-          + (f"; inputs over {args.long_seconds:g} s ({', '.join(f'{s:g}' for s in long_cells)} s): "
-             + (f"median of {args.long_repeats}" if args.long_repeats > 1 else "ONE run, not a median")
-             + " (--long-repeats; one round of the standard 60 s cells is ~8 min on 2 cores)" if long_cells else "")
-          + "; warm-up: 1 s for ours and torch, the whole input once for ONNX Runtime / OpenVINO (new session)")
-    graph_ok = [r for r in GRAPH_RUNTIMES if info[r]]
+    print(f"threads per cell: {args.threads}: each runtime in its own fresh process per thread count, with "
+          "OMP_NUM_THREADS / NUMBA_NUM_THREADS / MKL_NUM_THREADS set to it (numba/numpy: model.threads; torch: "
+          "torch.set_num_threads; ONNX Runtime: intra_op_num_threads, inter_op_num_threads 1; OpenVINO: "
+          "INFERENCE_NUM_THREADS, INFERENCE_PRECISION_HINT f32, 1 stream)")
+    print(f"timed runs per cell: median of {args.repeats}, the runtimes' processes alternated run by run with "
+          f"{PAUSE_S:g} s between runs; warm-up: 1 s for ours and torch, the whole input once for ONNX Runtime / "
+          "OpenVINO (new session per cell)", flush=True)
+    graph_ok = [r for r in GRAPH_RUNTIMES if info[r] and r in args.runtimes]
     for r in GRAPH_RUNTIMES:
         if not info[r]:
             print(f"note: {r} does not import: its columns are skipped (pip install -e .[bench])")
+    torch_ok = have_torch()
+    if not torch_ok:
+        print("note: torch/encodec do not import: no PyTorch columns, no graphs to export for ONNX Runtime / OpenVINO")
+        graph_ok = []
+    plans, folded, digests = {}, {}, {}
+    for name, bw, seconds in spec:  # export first (in this process, which has torch): workers only load
+        if not graph_ok:
+            break
+        if name not in folded:
+            folded[name] = build(name, "torch_folded")
+            digests[name] = state_digest(folded[name])
+        plan = export_onnx(name, folded[name], bw, int(seconds * folded[name].sample_rate), digests[name])
+        plans[(name, bw, seconds)] = {k: v for k, v in plan.items() if k != "export_s"}
+        lengths = ", ".join(str(g["length"]) for g in plan["graphs"])
+        print(f"{name} {bw:g} kbps {seconds:g} s: ONNX opset {ONNX_OPSET}, {len(plan['segments'])} segment(s), "
+              f"encode/decode graphs for {lengths} samples, {plan['codebooks']} codebooks, "
+              + (f"exported in {plan['export_s']:.1f} s" if plan["export_s"] else "cached")
+              + f": {os.path.dirname(plan['graphs'][0]['encode'])}", flush=True)
+    wanted = [b for b in ["numba"] + (["numpy"] if args.numpy else []) + (list(TORCH) if torch_ok else []) + graph_ok
+              if b in args.runtimes]
     cells = []
-    built, digests = {}, {}
-    graph_plans = {}  # (model, runtime) -> the 6 kbps plan at the longest input, for the memory probe
-    for name, bw in cells_spec:
-        if name not in built:
-            built[name] = build(name)
-        _, ours, official = built[name]
-        if graph_ok and "torch_folded" not in official:
-            print(f"note: torch/encodec do not import: no {name} graphs to export, ONNX Runtime and OpenVINO skipped")
-        for seconds in args.seconds:
-            graph_files = None
-            if graph_ok and "torch_folded" in official:
-                model = official["torch_folded"]
-                if name not in digests:
-                    digests[name] = state_digest(model)
-                length = int(seconds * ours["numba"].sample_rate)
-                graph_files = export_onnx(name, model, bw, length, digests[name])
-                lengths = ", ".join(str(g["length"]) for g in graph_files["graphs"])
-                print(f"{name} {bw:g} kbps {seconds:g} s: ONNX opset {ONNX_OPSET}, {len(graph_files['segments'])} "
-                      f"segment(s), encode/decode graphs for {lengths} samples, {graph_files['codebooks']} codebooks, "
-                      + (f"exported in {graph_files['export_s']:.1f} s" if graph_files["export_s"] else "cached")
-                      + f": {os.path.dirname(graph_files['graphs'][0]['encode'])}", flush=True)
-            for threads in args.threads:
-                backends = (["numba"] + (["numpy"] if seconds <= args.numpy_max_seconds else []) + list(official)
-                            + (graph_ok if graph_files else []))
-                backends = [b for b in backends if b in args.runtimes]
-                long = seconds > args.long_seconds
+    for threads in args.threads:
+        t0 = time.perf_counter()
+        workers = {b: Worker(b, threads) for b in wanted}
+        try:
+            for name, bw, seconds in spec:
+                backends = [b for b in wanted if (b != "numpy" or seconds <= 10)
+                            and (b not in GRAPH_RUNTIMES or (name, bw, seconds) in plans)]
                 t_cell = time.perf_counter()
-                cell = time_cell(name, ours, official, graph_files, bw, seconds, threads,
-                                 args.long_repeats if long else args.repeats, backends)
+                cell = time_cell(workers, name, plans.get((name, bw, seconds)), bw, seconds, threads,
+                                 args.repeats, backends)
                 cell["wall_s"] = time.perf_counter() - t_cell
                 cells.append(cell)
                 print_cell(cell)
                 save(args.json, info, cells, None, argv)  # a partial run keeps what it measured
-    import numba
-    info["numba_threading_layer"] = numba.threading_layer()
+            if "numba" in workers:
+                info.update(workers["numba"].ask(op="info"))
+        finally:
+            for w in workers.values():
+                w.close()
+        print(f"{threads} thread(s): {time.perf_counter() - t0:.0f} s with worker start-up", flush=True)
     extra = None
     if not args.skip_probes:
         t_probes = time.perf_counter()
-        names = sorted({n for n, _ in cells_spec})
-        for name in names:  # the graphs the memory probes load: 6 kbps at the longest input (cached if timed)
-            official, sr = built[name][2], built[name][1]["numba"].sample_rate
-            if graph_ok and "torch_folded" in official:
-                plan = export_onnx(name, official["torch_folded"], 6.0, int(max(args.seconds) * sr),
-                                   digests.get(name) or state_digest(official["torch_folded"]))
-                graph_plans.update({(name, r): {k: v for k, v in plan.items() if k != "export_s"}
-                                    for r in graph_ok if r in args.runtimes})
-        extra = startup_and_memory(names, max(args.seconds), "torch" in args.runtimes and bool(built[names[0]][2]),
-                                   graph_plans, max(args.threads), jit=not args.skip_jit,
-                                   runtimes=args.runtimes)
+        names = sorted({n for n, _, _ in spec})
+        longest = max(s for _, _, s in spec)
+        graph_plans = {}  # (model, runtime) -> the 6 kbps plan at the longest input, for the memory probe
+        for name in names:
+            if name in folded:
+                plan = export_onnx(name, folded[name], 6.0, int(longest * folded[name].sample_rate), digests[name])
+                graph_plans.update({(name, r): {k: v for k, v in plan.items() if k != "export_s"} for r in graph_ok})
+        extra = startup_and_memory(names, longest, torch_ok and "torch" in args.runtimes, graph_plans,
+                                   max(args.threads), jit=not args.skip_jit, runtimes=args.runtimes)
         print(f"start-up and memory probes: {time.perf_counter() - t_probes:.0f} s")
         print("start-up and memory:", json.dumps(extra, indent=1))
         print(f"peak RSS (fresh process, 6 kbps, {extra['input_seconds']:g} s; + above the loaded model): "
               + "; ".join(f"{k} {v['peak_rss_mb']:.0f} MB (+{v['added_mb']:.0f})" for k, v in extra.items()
                           if isinstance(v, dict) and "peak_rss_mb" in v))
+    cells.sort(key=lambda c: (c["model"], c["kbps"], c["seconds"], c["threads"]))
     save(args.json, info, cells, extra, argv)
     print(f"wrote {args.json}")
     chart(cells, args.png)
@@ -789,4 +892,7 @@ def save(path, info, cells, extra, argv):
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--worker"]:
+        worker_main(sys.argv[2], int(sys.argv[3]))
+    else:
+        main()
