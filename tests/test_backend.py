@@ -22,3 +22,21 @@ def test_a_backend_missing_an_op_is_reported():
     partial.elu = lambda x: x
     assert contract_violations(partial) == ["elu: parameters ['x'], the reference has ['x', 'alpha']",
                                             "lstm: missing"]
+
+
+def test_keep_freed_memory_is_applied_once_and_can_be_turned_off(monkeypatch):
+    from encodec_np import kernels
+
+    if "numba" in kernels.available_backends():
+        kernels.get_backend("numba")  # loading it applies the setting
+    applied = kernels.keep_freed_memory()
+    assert isinstance(applied, bool)
+    assert kernels.keep_freed_memory() is applied  # cached: mallopt runs once per process
+    monkeypatch.setenv("ENCODEC_NP_KEEP_FREED_MEMORY", "0")
+    kernels.keep_freed_memory.cache_clear()
+    try:
+        assert kernels.keep_freed_memory() is False
+    finally:
+        monkeypatch.delenv("ENCODEC_NP_KEEP_FREED_MEMORY")
+        kernels.keep_freed_memory.cache_clear()
+        assert kernels.keep_freed_memory() is applied
