@@ -212,19 +212,3 @@ def test_stream_command_through_a_pipe(tmp_path):
     assert bad.returncode == 1 and b"stray bytes" in bad.stderr
 
 
-def test_frame_reader_finds_the_end_record_at_any_cut():
-    """The end record (10 bytes) is shorter than a frame of 8 codes (16 bytes) and longer than one of 1."""
-    from encodec_np.format.codestream import FrameReader, end_bytes
-    rng = np.random.default_rng(0)
-    for k in (1, 4, 8):
-        codes = rng.integers(0, 1024, (k, 37))
-        data = codes.T.astype("<i2").tobytes() + end_bytes(11_777)
-        cuts = sorted(rng.choice(len(data), 6, replace=False))
-        reader, parts = FrameReader(k), []
-        for a, b in zip([0, *cuts], [*cuts, len(data)]):
-            parts.append(reader.feed(data[a:b]))
-        reader.close()
-        assert reader.length == 11_777
-        np.testing.assert_array_equal(np.concatenate(parts, axis=1), codes)
-        with pytest.raises(encodec_np.EncodecError, match="after its end record"):
-            FrameReader(k).feed(data + b"\0\0")

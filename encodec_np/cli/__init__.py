@@ -35,6 +35,7 @@ import traceback
 import warnings
 from typing import Callable
 
+from .. import __version__
 from ..errors import EncodecError, describe_error
 from . import codec, convert, demo, golden, info, stream, tokenize
 from .options import UsageError
@@ -59,8 +60,6 @@ COMMANDS: dict[str, tuple[Callable, Callable]] = {
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``encodec-np`` parser, with every subcommand of :data:`COMMANDS`."""
-    from .. import __version__
-
     parser = argparse.ArgumentParser(prog="encodec-np",
                                      description="EnCodec neural audio codec in NumPy, without PyTorch.")
     parser.add_argument("--version", action="version", version=f"encodec-np {__version__}")

@@ -6,7 +6,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import compression
 from ..errors import EncodecError
+from ..fileutil import write_bytes_atomic
+from ..format import ecdc
+from ..io.audio import audio_format
+from ..longfile import encode_file
 from .options import (
     add_audio_output_options,
     add_encoder_options,
@@ -32,9 +37,6 @@ def _encode(args, model, path):
 
     Long files at the model's rate stream from the file in bounded memory (see :mod:`encodec_np.longfile`).
     """
-    from ..format import ecdc
-    from ..longfile import encode_file
-
     progress = progress_bar(args)
     lm = ecdc.resolve_lm(args.lm_model, model.name) if args.lm else None  # before the slow part
     frames, length = encode_file(model, path, progress)
@@ -59,8 +61,6 @@ def add_encode_parser(sub, common) -> None:
 
 def cmd_encode(args) -> int:
     """Run ``encodec-np encode``: an audio file → ``.ecdc`` (and ``--tokens``); returns the exit code."""
-    from ..fileutil import write_bytes_atomic
-
     inp, out = Path(args.input), Path(args.output)
     tokens = Path(args.tokens) if args.tokens else None
     check_io(args, [inp], [out] + ([tokens] if tokens else []))
@@ -97,13 +97,9 @@ def add_decode_parser(sub, common) -> None:
 
 def cmd_decode(args) -> int:
     """Run ``encodec-np decode``: ``.ecdc`` → an audio file (and ``--tokens``); returns the exit code."""
-    from .. import compression
-    from ..format import ecdc
-
     inp, out = Path(args.input), Path(args.output)
     tokens = Path(args.tokens) if args.tokens else None
     check_io(args, [inp], [out] + ([tokens] if tokens else []))
-    from ..io.audio import audio_format
 
     audio_format(out)  # an unknown audio suffix fails before the work
     data = inp.read_bytes()
@@ -140,9 +136,6 @@ def add_roundtrip_parser(sub, common) -> None:
 
 def cmd_roundtrip(args) -> int:
     """Run ``encodec-np roundtrip``: an audio file → ``.ecdc`` bytes → an audio file; returns the exit code."""
-    from ..format import ecdc
-    from ..io.audio import audio_format
-
     inp, out = Path(args.input), Path(args.output)
     tokens = Path(args.tokens) if args.tokens else None
     check_io(args, [inp], [out] + ([tokens] if tokens else []))

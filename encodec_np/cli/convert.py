@@ -5,13 +5,14 @@ import json
 import os
 from pathlib import Path
 
+from ..config import PRESETS, EncodecConfig
+from ..io.checkpoint import save_model
+from ..model import load_model
 from .options import UsageError, add_force_option, add_quiet_option, check_io, say
 
 
 def add_convert_parser(sub, common) -> None:
     """Add ``convert`` to the subparsers ``sub`` (``common``: the options every command takes)."""
-    from ..config import PRESETS
-
     p = sub.add_parser(
         "convert", parents=[common], help="convert a checkpoint to encodec-np's .safetensors",
         description="Read a Meta .th checkpoint, a Hugging Face folder or a pretrained name and write it as "
@@ -30,8 +31,6 @@ def add_convert_parser(sub, common) -> None:
 
 def _config_arg(spec: str):
     """``--config``: a preset name or a JSON file holding ``EncodecConfig.to_dict()``."""
-    from ..config import PRESETS, EncodecConfig
-
     if spec in PRESETS:
         return PRESETS[spec]()
     path = Path(spec)
@@ -45,10 +44,6 @@ def _config_arg(spec: str):
 
 def cmd_convert(args) -> int:
     """Run ``encodec-np convert``: a checkpoint → one ``.safetensors`` file; returns the exit code."""
-    from ..config import PRESETS
-    from ..io.checkpoint import save_model
-    from ..model import load_model
-
     out = Path(args.output)
     if out.suffix != ".safetensors":
         raise UsageError(f"the output name must end in .safetensors, got {out.name!r}")

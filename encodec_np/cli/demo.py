@@ -4,9 +4,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from tqdm import tqdm
+
 from ..demo import DEMO_CLIP, format_table, plot_spectrograms, run_demo
 from ..errors import EncodecError
-from ..io.audio import read_for_model
+from ..io.audio import read_for_model, write_audio
 from ..io.hub import EMBEDDED
 from .options import add_model_option, add_run_options, load_codec, say, wants_bars
 
@@ -30,15 +32,12 @@ def _bar(args, total: int):
     """A tqdm bar over the bandwidths on stderr, or None (-q, or not a terminal)."""
     if not wants_bars(args):
         return None
-    from tqdm import tqdm
 
     return tqdm(total=total, desc="demo", unit="bandwidth", file=sys.stderr, leave=False)
 
 
 def cmd_demo(args) -> int:
     """Run ``encodec-np demo``: the table on stdout, the WAVs and spectrograms in ``--out``; returns the exit code."""
-    from ..io.audio import write_audio
-
     src = Path(args.input) if args.input else DEMO_CLIP
     if not src.is_file():
         raise EncodecError(f"{src} does not exist" + ("" if args.input else " (the package data is missing; "

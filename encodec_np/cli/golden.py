@@ -5,15 +5,17 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import PRESETS
 from ..errors import EncodecError
+from ..golden import export_golden
+from ..io.audio import read_for_model
+from ..model import load_model
+from ..synthetic import SIGNAL_KINDS, random_model, test_signal
 from .options import add_model_option, add_run_options, check_io, say
 
 
 def add_golden_parser(sub, common) -> None:
     """Add ``golden`` to the subparsers ``sub`` (``common``: the options every command takes)."""
-    from ..config import PRESETS
-    from ..synthetic import SIGNAL_KINDS
-
     p = sub.add_parser(
         "golden", parents=[common], help="write golden vectors (every layer's activations) to an .npz",
         description="Run one encode/decode pass and write its inputs, every layer's activation, "
@@ -39,32 +41,25 @@ def add_golden_parser(sub, common) -> None:
 
 def cmd_golden(args) -> int:
     """Run ``encodec-np golden``: one pass's activations → an ``.npz``; returns the exit code."""
-    from ..config import PRESETS
-    from ..golden import export_golden
-
     if args.length is not None and args.length < 1:
         raise EncodecError(f"--length must be at least 1, got {args.length}")
     check_io(args, [Path(args.input)] if args.input else [], [Path(args.out)])
     if args.model is not None:
-        from ..model import load_model
 
         config = PRESETS[args.config]() if args.config else None
         model = load_model(args.model, backend=args.backend, dtype=args.dtype, config=config,
                            threads=args.threads)
     else:
-        from ..synthetic import random_model
 
         model = random_model(PRESETS[args.config or "encodec_24khz"](), args.seed,
                              backend=args.backend, dtype=args.dtype)
         model.threads = args.threads
     if args.input is not None:
-        from ..io.audio import read_for_model
 
         x = read_for_model(args.input, model, resample=False)[None]
         if args.length is not None:
             x = x[:, :, :args.length]
     else:
-        from ..synthetic import test_signal
 
         length = args.length or max(1, model.sample_rate // 5)
         x = test_signal(args.signal, model.channels, length, seed=args.seed,

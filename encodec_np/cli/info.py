@@ -6,8 +6,14 @@ import json
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 
+from .. import geometry
+from ..config import PRESETS
 from ..errors import EncodecError
+from ..format import ecdc
+from ..format.ecdc import MAGIC
+from ..io.checkpoint import PRETRAINED_NAMES, read_checkpoint, resolve_checkpoint
 from .options import add_model_option, kbps
 
 
@@ -24,8 +30,6 @@ def add_info_parser(sub, common) -> None:
 
 def cmd_info(args) -> int:
     """Run ``encodec-np info``: describe an ``.ecdc`` file, a checkpoint or name, or an audio file; returns 0."""
-    from ..io.checkpoint import PRETRAINED_NAMES, resolve_checkpoint
-
     path = Path(args.file)
     if not path.exists() and args.file in PRETRAINED_NAMES:
         return _info_checkpoint(resolve_checkpoint(args.file))
@@ -35,7 +39,6 @@ def cmd_info(args) -> int:
         return _info_checkpoint(path)
     with open(path, "rb") as f:
         magic = f.read(4)
-    from ..format.ecdc import MAGIC
 
     if magic == MAGIC:
         return _info_ecdc(args, path)
@@ -43,16 +46,12 @@ def cmd_info(args) -> int:
 
 
 def _info_ecdc(args, path) -> int:
-    from .. import geometry
-    from ..config import PRESETS
-    from ..format import ecdc
 
     data = path.read_bytes()
     fo = io.BytesIO(data)
     meta = ecdc.read_header(fo)
     header_size = fo.tell()
     if args.model:
-        from ..io.checkpoint import read_checkpoint, resolve_checkpoint
 
         config, _ = read_checkpoint(resolve_checkpoint(args.model))
     elif meta["m"] in PRESETS:
@@ -119,7 +118,6 @@ def _print_rows(rows) -> None:
 
 
 def _info_checkpoint(path) -> int:
-    from ..io.checkpoint import read_checkpoint
 
     config, params = read_checkpoint(path)
     kind = ("Hugging Face folder" if path.is_dir() else
@@ -144,7 +142,6 @@ def _info_checkpoint(path) -> int:
 
 
 def _info_audio(path) -> int:
-    import soundfile as sf
 
     try:
         info = sf.info(str(path))

@@ -12,11 +12,16 @@ import os
 import sys
 
 import numpy as np
+from tqdm import tqdm
 
 from ..config import DEFAULT_BANDWIDTH
 from ..dataset import tokens_array
 from ..errors import BandwidthError, EncodecError
+from ..fileutil import atomic_output
+from ..io.audio import output_subtype, write_audio
 from ..io.hub import EMBEDDED
+from ..longfile import decode_to_file
+from ..model import load_model
 
 
 class UsageError(EncodecError):
@@ -159,7 +164,6 @@ def progress_bar(args):
     """A ``progress(stage, done, total)`` drawing tqdm bars on stderr, or None (see :func:`wants_bars`)."""
     if not wants_bars(args):
         return None
-    from tqdm import tqdm
 
     bars: dict = {}
 
@@ -184,8 +188,6 @@ def say(args, message: str) -> None:
 
 def load_codec(args, spec):
     """The model ``spec`` (a name or path) on the command's ``--backend`` with its ``--threads``."""
-    from ..model import load_model
-
     return load_model(spec, backend=args.backend, threads=args.threads)
 
 
@@ -218,23 +220,17 @@ def bandwidth_is_usage():
 
 def write_tokens(path, frames, bins: int) -> None:
     """Save ``frames``' codes to ``path`` as :func:`~encodec_np.dataset.tokens_array` ``[K, T]`` int16, atomically."""
-    from ..fileutil import atomic_output
-
     with atomic_output(path) as tmp, open(tmp, "wb") as f:
         np.save(f, tokens_array(frames, bins))
 
 
 def subtype_for(args, path) -> str:
     """The subtype the output file gets (the format's own for .ogg and .mp3): checked before the work."""
-    from ..io.audio import output_subtype
-
     return output_subtype(path, "FLOAT" if args.float else "PCM_16")
 
 
 def write_wav(args, path, wav, sample_rate) -> str:
     """Write ``wav`` to ``path`` as ``-r`` and ``--float`` ask (see :func:`subtype_for`); returns the subtype."""
-    from ..io.audio import write_audio
-
     subtype = subtype_for(args, path)
     write_audio(path, wav, sample_rate, rescale=args.rescale, subtype=subtype)
     return subtype
@@ -242,8 +238,6 @@ def write_wav(args, path, wav, sample_rate) -> str:
 
 def decode_into(args, model, frames, audio_length: int, path, progress) -> tuple[int, str]:
     """Decode into ``path`` (long outputs chunk by chunk): ``(samples written, subtype)``."""
-    from ..longfile import decode_to_file
-
     subtype = subtype_for(args, path)
     return decode_to_file(model, frames, audio_length, path, subtype=subtype, rescale=args.rescale,
                           progress=progress), subtype

@@ -5,7 +5,11 @@ import sys
 
 import numpy as np
 
+from .. import quantization as rvq
 from ..errors import EncodecError
+from ..format import codestream
+from ..format.codestream import FrameReader
+from ..streaming import StreamingDecoder, StreamingEncoder
 from .options import (
     DEFAULT_BANDWIDTH,
     add_backend_options,
@@ -59,16 +63,12 @@ def _stream_bandwidth(model, name: str, codebooks: int, asked) -> None:
 
 
 def _books(model, bandwidth: float) -> int:
-    from .. import quantization as rvq
 
     return rvq.num_codebooks(model.config.quantizer, model.frame_rate, bandwidth)
 
 
 def cmd_stream(args) -> int:
     """Run ``encodec-np stream``: PCM on stdin → a code stream on stdout, or back with ``--decode``; returns 0."""
-    from ..format import codestream
-    from ..streaming import StreamingDecoder, StreamingEncoder
-
     asked = args.bandwidth
     if args.decode and not args.raw:
         args.bandwidth = None  # known once the header is read
@@ -110,8 +110,6 @@ def cmd_stream(args) -> int:
 
 def _stream_decode(args, model, stream, stdin, write) -> int:
     """Codes → 16-bit PCM; the last frame's samples wait for the end record, which says where to cut."""
-    from ..format.codestream import FrameReader
-
     reader = FrameReader(model.num_codebooks, framed=not args.raw)
     hop = 0 if args.raw else model.config.seanet.hop_length
     held = np.zeros((model.channels, 0), np.float32)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+from ..compression import decode_frames, resolve_model
 from ..dataset import (
     DEFAULT_SHARD_SIZE,
     FAILED,
@@ -102,7 +103,6 @@ def cmd_detokenize(args) -> int:
         raise EncodecError(f"the tokens were made with {name!r}, which is not a pretrained name; "
                            "pass its checkpoint with --model PATH")
     checkpoint = resolve_checkpoint(args.model or name)
-    from ..compression import decode_frames, resolve_model
 
     model = resolve_model(load_codec(args, str(checkpoint)), name)
     if model_checksum(checkpoint) != rows[0]["model_sha256"]:
