@@ -219,6 +219,27 @@ def test_thread_count_and_batch_composition_do_not_change_a_bit(model):
         assert np.array_equal(model.decode(alone), audio[i:i + 1])
 
 
+def test_segment_batch_size_does_not_change_a_bit():
+    """48 kHz: segments one by one, two by two or all at once give the same codes, scales and audio."""
+    model = SEGMENTED
+    model.set_target_bandwidth(6.0)
+    x = (0.3 * _rng(3).standard_normal((1, model.channels, int(4.5 * model.sample_rate)))).astype(np.float32)
+    default = model.segment_batch
+    results = []
+    try:
+        for batch in (1, 2, 3, 8):
+            model.segment_batch = batch
+            frames = model.encode(x)
+            results.append((frames, model.decode(frames)))
+    finally:
+        model.segment_batch = default
+    (frames, audio), others = results[0], results[1:]
+    assert len(frames) == 5
+    for frames2, audio2 in others:
+        assert all(np.array_equal(c, c2) and np.array_equal(s, s2) for (c, s), (c2, s2) in zip(frames, frames2))
+        assert np.array_equal(audio, audio2)
+
+
 @pytest.mark.parametrize("pad_mode", ["constant", "replicate", "reflect"])
 def test_every_padding_mode_streams_to_the_one_pass_bits(pad_mode):
     """The stream's left pad goes through encodec_np.geometry; tiny inputs take one-shot padding at flush."""
