@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import EncodecError
-from .functional import mel_spectrogram
+from .mel import mel_spectrogram
 
 
 def _pair(reference, estimate) -> tuple[np.ndarray, np.ndarray]:
@@ -49,7 +49,7 @@ def mel_distance(reference, estimate, sample_rate: int, n_fft: int = 1024, n_mel
         Same shape, at ``sample_rate`` Hz.
     n_fft, n_mels : int
         STFT window (hop ``n_fft // 4``) and mel bins, as
-        :func:`encodec_np.functional.mel_spectrogram`. Magnitudes are floored
+        :func:`encodec_np.mel.mel_spectrogram`. Magnitudes are floored
         at 1e-5 (-100 dB) so silence does not dominate. Lower is better, 0 for
         identical signals.
     """

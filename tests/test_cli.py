@@ -1,7 +1,6 @@
 """The codec command line, run as a user runs it: ``python -m encodec_np.cli ...`` in a subprocess."""
 from __future__ import annotations
 
-import dataclasses
 import os
 import subprocess
 import sys
@@ -10,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import tiny_codec
 
 import encodec_np
 from encodec_np import compression, geometry
@@ -21,19 +21,13 @@ from encodec_np.synthetic import random_model, test_signal
 REPO = Path(__file__).resolve().parents[1]
 
 
-def tiny(preset):
-    cfg = preset()
-    return cfg.replace(seanet=dataclasses.replace(cfg.seanet, n_filters=4, dimension=16),
-                       quantizer=dataclasses.replace(cfg.quantizer, dimension=16))
-
-
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     """Tiny models with the official names and structures, saved for --model PATH."""
     folder = tmp_path_factory.mktemp("models")
     out = {}
     for key, preset, seed in (("24", encodec_24khz, 1), ("48", encodec_48khz, 2)):
-        model = random_model(tiny(preset), seed, backend="numpy")
+        model = random_model(tiny_codec(preset), seed, backend="numpy")
         path = folder / f"tiny{key}.safetensors"
         encodec_np.save_model(model, path)
         out[key] = (model, path)

@@ -424,11 +424,11 @@ def test_dead_writers_leftovers_are_removed_live_ones_kept(tmp_path):  # T1
 
 def test_ecdc_scale_that_would_overflow_is_refused():
     """Found by the fuzzer: a segment scale of 3e38 decoded to inf samples."""
-    from test_cli import tiny
+    from conftest import tiny_codec
 
     from encodec_np.format import ecdc
     from encodec_np.synthetic import random_model, test_signal
-    model = random_model(tiny(encodec_np.encodec_48khz), 0, backend="numpy")
+    model = random_model(tiny_codec(encodec_np.encodec_48khz), 0, backend="numpy")
     model.set_target_bandwidth(6.0)
     data = bytearray(encodec_np.compress(model, test_signal("noise", 2, 4000, seed=0, sample_rate=48000)))
     at = len(ecdc.header_bytes(model.name, 4000, 2, False))

@@ -189,7 +189,7 @@ def main(argv=None) -> int:
     rows = manifest(args.data, "eval")[::args.every]
     records, timing = measure(model, rows, args.data, args.opus, args.bandwidths or model.target_bandwidths)
     report(records, model.name, args.check)
-    seconds = sum(len(read_clip(args.data, r)) for r in rows) / SAMPLE_RATE
+    seconds = sum({r["file"]: r["seconds"] for r in records}.values())  # each clip once, as measured
     print("\nspeed (x real time): " + ", ".join(f"{k} {seconds / v:.0f}x" for k, v in timing.items() if v > 0))
     if args.json is not None:
         args.json.write_text(json.dumps({"model": model.name, "checkpoint": str(args.model or "shipped"),

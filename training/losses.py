@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from encodec_np.functional import mel_filterbank
+from encodec_np.mel import mel_filterbank
 
 SCALES = range(5, 12)
 FLOOR = 1e-2
