@@ -111,3 +111,95 @@ def test_a_new_run_starts_from_another_runs_checkpoint(trained, tmp_path):
     assert state.keys() == torch_model.state_dict().keys()
     for key, value in torch_model.state_dict().items():  # EMA statistics included, unchanged
         assert torch.equal(state[key], value), key
+
+
+def test_balancer_gives_each_loss_its_share_of_the_gradient():
+    import torch
+    from losses import Balancer
+
+    torch.manual_seed(0)
+    y = torch.randn(3, 1, 50, requires_grad=True)
+    a, b = torch.randn(3, 1, 50), torch.randn(3, 1, 50)
+    balancer = Balancer({"small": 1.0, "large": 3.0})
+    losses = {"small": (y * a).sum(), "large": 1e4 * (y * b).sum()}   # gradients a and 1e4 b
+    grad, norms = balancer.gradient(losses, y)
+
+    def mean_norm(g):
+        return g.reshape(3, -1).norm(dim=1).mean()
+    assert norms["large"] == pytest.approx(1e4 * mean_norm(b).item(), rel=1e-5)
+    # after one step the moving average is the norm itself: the shares are exactly 1/4 and 3/4
+    expected = 0.25 * a / mean_norm(a) + 0.75 * b / mean_norm(b)
+    torch.testing.assert_close(grad, expected, rtol=1e-5, atol=1e-6)
+    state = balancer.state_dict()
+    again = Balancer({"small": 1.0, "large": 3.0})
+    again.load_state_dict(state)
+    torch.testing.assert_close(again.gradient(losses, y)[0], balancer.gradient(losses, y)[0])
+
+
+def test_discriminator_losses():
+    import torch
+    from discriminator import MultiScaleSTFTDiscriminator, discriminator_loss, generator_losses
+
+    torch.manual_seed(0)
+    disc = MultiScaleSTFTDiscriminator(windows=(256, 64), filters=4)
+    x = torch.randn(2, 1, 2400)
+    y = (0.5 * x).requires_grad_(True)
+    outputs = disc(x)
+    assert len(outputs) == 2
+    logits, features = outputs[1]
+    assert logits.shape[:2] == (2, 1) and len(features) == 5
+    assert logits.shape[2] == (2400 - 64) // 16 + 1        # frames of a 64-sample window, hop 16
+    adv, feat = generator_losses(disc, y, x)
+    assert feat.item() > 0
+    (adv + feat).backward()
+    assert y.grad is not None and y.grad.abs().sum() > 0
+    assert generator_losses(disc, x, x)[1].item() == 0.0   # no feature distance to itself
+    d = discriminator_loss(disc, y, x)
+    assert 0 < d.item() and torch.isfinite(d)
+    expected = sum(torch.relu(1 - r).mean() + torch.relu(1 + f).mean()
+                   for (r, _), (f, _) in zip(disc(x), disc(y))) / 2
+    torch.testing.assert_close(d, expected)
+
+
+def test_adversarial_step_trains_both_sides(tmp_path):
+    import torch
+    from losses import MelLoss
+    from torch_model import build_torch_model
+    from train import Adversary, adversarial_step
+
+    torch.manual_seed(0)
+    config = tiny_config()
+    model = build_torch_model(config).train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    adversary = Adversary({"t": 0.1, "f": 1.0, "g": 3.0, "feat": 3.0}, 1e-3, "cpu", filters=4, p_update=1.0)
+    x = torch.from_numpy(test_signal("noise", 1, 4 * 2400, seed=0).reshape(4, 1, 2400))
+    decoder_before = [p.detach().clone() for p in model.decoder.parameters()]
+    disc_before = [p.detach().clone() for p in adversary.disc.parameters()]
+    adversarial_step(model, MelLoss(config.sample_rate), opt, x, 12.0, adversary)   # k-means init
+    stats = adversarial_step(model, MelLoss(config.sample_rate), opt, x, 24.0, adversary)
+    assert all(np.isfinite(v) for v in stats.values()), stats
+    assert any(not torch.equal(a, b) for a, b in zip(decoder_before, model.decoder.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(disc_before, adversary.disc.parameters()))
+    resumed = Adversary({"t": 0.1, "f": 1.0, "g": 3.0, "feat": 3.0}, 1e-3, "cpu", filters=4)
+    resumed.load_state_dict(adversary.state_dict())
+    for a, b in zip(resumed.disc.parameters(), adversary.disc.parameters()):
+        assert torch.equal(a, b)
+    assert resumed.balancer.state_dict() == adversary.balancer.state_dict()
+
+
+def test_calibration_gain_scales_the_output_and_nothing_else():
+    from calibrate import apply_gain
+
+    from encodec_np.synthetic import random_model
+
+    model = random_model(tiny_config(), 0, backend="numpy")
+    x = test_signal("noise", 1, 2400, seed=2)[None]
+    codes = model.encode(x)
+    before = model.decode(codes)
+    params = {k: v.copy() for k, v in model.params.items()}
+    apply_gain(model, 6.0)
+    changed = {k for k in params if not np.array_equal(params[k], model.params[k])}
+    last = max(int(k.split(".")[2]) for k in params if k.startswith("decoder.model."))
+    assert changed == {f"decoder.model.{last}.conv.conv.weight", f"decoder.model.{last}.conv.conv.bias"}
+    np.testing.assert_array_equal(model.encode(x)[0][0], codes[0][0])
+    np.testing.assert_allclose(model.decode(codes), before * 10 ** (6 / 20), rtol=1e-5, atol=1e-7)

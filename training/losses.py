@@ -41,3 +41,41 @@ class MelLoss(torch.nn.Module):
             # silence, and an untrained decoder settles on silence (measured on our data).
             total = total + (my - mx).abs().mean() + (((my + FLOOR).log() - (mx + FLOOR).log()) ** 2).mean()
         return total / len(self.sizes)
+
+
+class Balancer:
+    """The paper's loss balancer (§3.4): each loss gets a fixed share of the gradient at the output.
+
+    For losses ``l_i`` of the decoded ``y``, ``g_i = d l_i / d y`` is rescaled to
+    ``weights[i] / sum(weights)`` times an exponential moving average of its norm's
+    reciprocal, so a loss's influence no longer depends on its scale (an
+    adversarial loss's gradients swing over orders of magnitude while the
+    discriminator learns). The norm is that of each batch item's gradient,
+    averaged over the batch; the moving average is bias-corrected.
+    """
+
+    def __init__(self, weights: dict[str, float], decay: float = 0.999, eps: float = 1e-12):
+        self.weights = dict(weights)
+        self.decay, self.eps = decay, eps
+        self.sums = {k: 0.0 for k in weights}
+        self.count = 0.0
+
+    def gradient(self, losses: dict[str, torch.Tensor], y: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """The combined gradient for ``y.backward``, and each loss's gradient norm."""
+        grads = {k: torch.autograd.grad(losses[k], y, retain_graph=True)[0] for k in self.weights}
+        self.count = self.decay * self.count + 1.0
+        total = sum(self.weights.values())
+        out = torch.zeros_like(y)
+        norms = {}
+        for k, g in grads.items():
+            norms[k] = g.reshape(g.shape[0], -1).norm(dim=1).mean().item()
+            self.sums[k] = self.decay * self.sums[k] + norms[k]
+            out = out + g * (self.weights[k] / total / (self.sums[k] / self.count + self.eps))
+        return out, norms
+
+    def state_dict(self) -> dict:
+        return {"sums": dict(self.sums), "count": self.count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sums.update(state["sums"])
+        self.count = state["count"]

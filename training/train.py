@@ -9,9 +9,14 @@ same command continues where it stopped. Example::
 
 The first ``--warmup-steps`` train the encoder and decoder as a plain
 auto-encoder; the RVQ's k-means then initialises on informative embeddings.
-Losses (paper §3.4, no adversarial term: it does not pay at this compute):
+Losses (paper §3.4): by default no adversarial term,
 ``10 * L1(time) + 1.0 * multi-scale mel + 1.0 * commitment`` (see LAMBDA_T), plus
-``--loudness`` times the level error in dB (:func:`loudness_loss`; off by default). Quantizer
+``--loudness`` times the level error in dB (:func:`loudness_loss`; off by default).
+With ``--adversarial``, the paper's full objective: the multi-scale STFT
+discriminator (``discriminator.py``, updated with probability 2/3 a step),
+its adversarial and feature-matching losses and the two reconstruction losses
+through the loss balancer (``--weights``: shares of L1, mel, adversarial,
+feature matching; the paper's 0.1, 1, 3, 3), commitment loss added as is. Quantizer
 dropout: every step draws a bandwidth from the model's targets, so one model
 serves them all. The RVQ is Meta's own: k-means init on the first batch, EMA
 codebook updates, dead codes replaced by batch vectors.
@@ -31,7 +36,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from data import DEFAULT_ROOT, Crops  # noqa: E402
-from losses import MelLoss  # noqa: E402
+from discriminator import MultiScaleSTFTDiscriminator, discriminator_loss, generator_losses  # noqa: E402
+from losses import Balancer, MelLoss  # noqa: E402
 from torch_model import build_torch_model, signal_preserving_init  # noqa: E402
 
 from encodec_np.config import encodec_np_small_24khz  # noqa: E402
@@ -43,10 +49,35 @@ from encodec_np.config import encodec_np_small_24khz  # noqa: E402
 LAMBDA_T, LAMBDA_F, LAMBDA_W = 10.0, 1.0, 1.0
 
 
-def save(path: Path, model, opt, step: int, elapsed: float, crops: Crops) -> None:
+class Adversary:
+    """The discriminator, its optimizer and the balancer of an adversarial run."""
+
+    def __init__(self, weights: dict[str, float], lr: float, device, filters: int = 32,
+                 p_update: float = 2 / 3, seed: int = 0):
+        self.disc = MultiScaleSTFTDiscriminator(filters=filters).to(device)
+        self.opt = torch.optim.Adam(self.disc.parameters(), lr=lr, betas=(0.5, 0.9))
+        self.balancer = Balancer(weights)
+        self.p_update = p_update
+        self.rng = np.random.default_rng(seed + 1)
+
+    def state_dict(self) -> dict:
+        return {"disc": self.disc.state_dict(), "opt": self.opt.state_dict(),
+                "balancer": self.balancer.state_dict(), "rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.disc.load_state_dict(state["disc"])
+        self.opt.load_state_dict(state["opt"])
+        self.balancer.load_state_dict(state["balancer"])
+        self.rng.bit_generator.state = state["rng"]
+
+
+def save(path: Path, model, opt, step: int, elapsed: float, crops: Crops, adversary: Adversary | None = None) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "elapsed": elapsed,
-                "torch_rng": torch.get_rng_state(), "np_rng": crops.rng.bit_generator.state}, tmp)
+    state = {"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "elapsed": elapsed,
+             "torch_rng": torch.get_rng_state(), "np_rng": crops.rng.bit_generator.state}
+    if adversary is not None:
+        state["adversary"] = adversary.state_dict()
+    torch.save(state, tmp)
     os.replace(tmp, path)
 
 
@@ -106,6 +137,43 @@ def train_step(model, mel_loss, opt, x: torch.Tensor, bandwidth: float | None, l
     return {"loss": loss.item(), "l_t": l_t.item(), "l_f": l_f.item(), "commit": l_w.item(), "loud_db": l_l.item()}
 
 
+def adversarial_step(model, mel_loss, opt, x: torch.Tensor, bandwidth: float, adversary: Adversary,
+                     generator: bool = True) -> dict:
+    """One generator step through the balancer, then (with probability ``p_update``) one discriminator step.
+
+    ``generator=False`` trains the discriminator alone (every step): a fresh
+    discriminator against a trained codec cannot tell real from decoded at
+    first (its hinge loss sits at 2.0 for hundreds of steps, measured), and
+    until it can, its gradients only add noise.
+    """
+    model.train(generator)  # in eval mode the quantizer's EMA codebooks stay as they are
+    with torch.set_grad_enabled(generator):
+        q = model.quantizer(model.encoder(x), model.frame_rate, bandwidth)
+        y = model.decoder(q.quantized)[..., :x.shape[-1]]
+    l_w = q.penalty.mean()
+    stats = {"l_t": (y - x).abs().mean().item(), "adv": float("nan"), "feat": float("nan"), "disc": float("nan")}
+    if generator:
+        adv, feat = generator_losses(adversary.disc, y, x)
+        losses = {"t": (y - x).abs().mean(), "f": mel_loss(y, x), "g": adv, "feat": feat}
+        grad_y, _ = adversary.balancer.gradient(losses, y)
+        opt.zero_grad()
+        torch.autograd.backward([y, LAMBDA_W * l_w], [grad_y, None])
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        stats.update(l_f=losses["f"].item(), adv=adv.item(), feat=feat.item())
+    else:
+        stats["l_f"] = mel_loss(y, x).item()
+    if not generator or adversary.rng.random() < adversary.p_update:
+        d = discriminator_loss(adversary.disc, y, x)
+        adversary.opt.zero_grad()
+        d.backward()
+        adversary.opt.step()
+        stats["disc"] = d.item()
+    model.train()
+    stats.update(commit=l_w.item(), loud_db=loudness_loss(y.detach(), x).item())
+    return stats
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--run", type=Path, default=Path("training/runs/small"))
@@ -127,6 +195,15 @@ def main(argv=None) -> int:
                         "as the shipped model's three stages)")
     p.add_argument("--balance", action="store_true",
                    help="equal shares of speech, music and general sounds (default: by duration, 2/3 speech)")
+    p.add_argument("--adversarial", action="store_true",
+                   help="add the MS-STFT discriminator and balance the losses as the paper does (see above)")
+    p.add_argument("--weights", type=float, nargs=4, default=[0.1, 1.0, 3.0, 3.0], metavar=("T", "F", "G", "FEAT"),
+                   help="with --adversarial: the balancer's shares of L1, mel, adversarial and feature matching")
+    p.add_argument("--disc-lr", type=float, default=3e-4, help="with --adversarial: the discriminator's learning rate")
+    p.add_argument("--disc-warmup", type=int, default=0,
+                   help="with --adversarial: first steps of the run that train the discriminator alone")
+    p.add_argument("--disc-filters", type=int, default=32,
+                   help="with --adversarial: channels of the discriminator's convs (the paper's 32; 16 is 4x cheaper)")
     p.add_argument("--init", type=Path, default=None,
                    help="start from these weights when RUN has no checkpoint: the shipped .safetensors or "
                         "another run's checkpoint.pt (e.g. one trained on a GPU); the optimizer starts afresh")
@@ -140,6 +217,10 @@ def main(argv=None) -> int:
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.5, 0.9))  # the paper's
     mel_loss = MelLoss(config.sample_rate).to(args.device)
     crops = Crops(args.data, "train", seed=args.seed, balance=args.balance)
+    adversary = None
+    if args.adversarial:
+        adversary = Adversary(dict(zip(("t", "f", "g", "feat"), args.weights)), args.disc_lr, args.device,
+                              filters=args.disc_filters, seed=args.seed)
     print(f"{crops.hours:.2f} h of training audio, "
           f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters", flush=True)
 
@@ -153,6 +234,8 @@ def main(argv=None) -> int:
         step, elapsed = state["step"], state["elapsed"]
         torch.set_rng_state(state["torch_rng"].cpu())
         crops.rng.bit_generator.state = state["np_rng"]
+        if adversary is not None and "adversary" in state:
+            adversary.load_state_dict(state["adversary"])
         print(f"resumed at step {step} ({elapsed / 60:.1f} min trained)", flush=True)
     elif args.init is not None:
         model.load_state_dict(initial_state(args.init))
@@ -165,10 +248,11 @@ def main(argv=None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.update(now=True))
     log_new = not (args.run / "log.csv").exists()
+    columns = ("l_t", "l_f", "adv", "feat", "commit", "disc", "loud_db") if adversary else ("loss", "l_t", "l_f", "commit", "loud_db")
     log = open(args.run / "log.csv", "a", newline="")
     writer = csv.writer(log)
     if log_new:
-        writer.writerow(["step", "minutes", "bandwidth", "loss", "l_t", "l_f", "commit", "loud_db"])
+        writer.writerow(["step", "minutes", "bandwidth"] + list(columns))
     bandwidths = list(config.target_bandwidths)
     length = int(args.seconds * config.sample_rate)
     start = time.time()
@@ -179,17 +263,22 @@ def main(argv=None) -> int:
         bw = float(rng.choice(bandwidths)) if step >= args.warmup_steps else None
         x = torch.from_numpy(crops.batch(args.batch, length)).to(args.device)
         t0 = time.time()
-        stats = train_step(model, mel_loss, opt, x, bw, args.loudness)
+        if adversary is not None and bw is not None:
+            stats = adversarial_step(model, mel_loss, opt, x, bw, adversary, generator=step >= args.disc_warmup)
+        else:
+            stats = train_step(model, mel_loss, opt, x, bw, args.loudness)
+            if adversary is not None:  # the warm-up of a run from scratch
+                stats.update(adv=float("nan"), feat=float("nan"), disc=float("nan"))
         step += 1
         elapsed += time.time() - t0
-        writer.writerow([step, f"{elapsed / 60:.2f}", bw or 0] + [f"{stats[k]:.5f}" for k in ("loss", "l_t", "l_f", "commit", "loud_db")])
+        writer.writerow([step, f"{elapsed / 60:.2f}", bw or 0] + [f"{stats[k]:.5f}" for k in columns])
         if step % 10 == 0:
             log.flush()
             print(f"step {step} {elapsed / 60:.1f} min bw {bw} " +
                   " ".join(f"{k} {v:.4f}" for k, v in stats.items()), flush=True)
         if step % args.save_every == 0:
-            save(ckpt_path, model, opt, step, elapsed, crops)
-    save(ckpt_path, model, opt, step, elapsed, crops)
+            save(ckpt_path, model, opt, step, elapsed, crops, adversary)
+    save(ckpt_path, model, opt, step, elapsed, crops, adversary)
     log.close()
     print(f"saved step {step} to {ckpt_path}", flush=True)
     return 0
