@@ -24,6 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from data import DEFAULT_ROOT, SAMPLE_RATE, manifest, read_clip  # noqa: E402
+from evaluate import loudness_error  # noqa: E402
 
 import encodec_np  # noqa: E402
 
@@ -42,12 +43,11 @@ def level_errors(model, root=DEFAULT_ROOT, crops: int = 150, seconds: float = 4.
     for i in rng.choice(len(rows), min(crops, len(rows)), replace=False):
         x = read_clip(root, rows[i])
         start = rng.integers(0, max(1, len(x) - n))
-        x = x[start:start + n].astype(np.float64)
-        rms_x = np.sqrt(np.mean(x ** 2))
-        if rms_x < 10 ** (min_dbfs / 20):
+        x = x[start:start + n]
+        if np.sqrt(np.mean(x.astype(np.float64) ** 2)) < 10 ** (min_dbfs / 20):
             continue
-        y = model.decode(model.encode(x[None, None].astype(np.float32)))[0, 0, :len(x)].astype(np.float64)
-        errors.setdefault(rows[i]["kind"], []).append(20 * np.log10(np.sqrt(np.mean(y ** 2)) / rms_x))
+        y = model.decode(model.encode(x[None, None]))[0, 0, :len(x)]
+        errors.setdefault(rows[i]["kind"], []).append(loudness_error(x, y))
     return {kind: np.array(v) for kind, v in errors.items()}
 
 

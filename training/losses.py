@@ -60,18 +60,16 @@ class Balancer:
         self.sums = {k: 0.0 for k in weights}
         self.count = 0.0
 
-    def gradient(self, losses: dict[str, torch.Tensor], y: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        """The combined gradient for ``y.backward``, and each loss's gradient norm."""
-        grads = {k: torch.autograd.grad(losses[k], y, retain_graph=True)[0] for k in self.weights}
+    def gradient(self, losses: dict[str, torch.Tensor], y: torch.Tensor) -> torch.Tensor:
+        """The combined gradient of ``losses`` at ``y``, for ``y.backward``; updates the moving averages."""
         self.count = self.decay * self.count + 1.0
         total = sum(self.weights.values())
         out = torch.zeros_like(y)
-        norms = {}
-        for k, g in grads.items():
-            norms[k] = g.reshape(g.shape[0], -1).norm(dim=1).mean().item()
-            self.sums[k] = self.decay * self.sums[k] + norms[k]
-            out = out + g * (self.weights[k] / total / (self.sums[k] / self.count + self.eps))
-        return out, norms
+        for k, weight in self.weights.items():
+            g = torch.autograd.grad(losses[k], y, retain_graph=True)[0]
+            self.sums[k] = self.decay * self.sums[k] + g.reshape(g.shape[0], -1).norm(dim=1).mean().item()
+            out = out + g * (weight / total / (self.sums[k] / self.count + self.eps))
+        return out
 
     def state_dict(self) -> dict:
         return {"sums": dict(self.sums), "count": self.count}

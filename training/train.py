@@ -117,15 +117,20 @@ def loudness_loss(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return (20 * torch.log10(rms_y / rms_x)).abs().mean()
 
 
-def train_step(model, mel_loss, opt, x: torch.Tensor, bandwidth: float | None, lambda_l: float = 0.0) -> dict:
-    """One optimizer step; ``bandwidth=None`` bypasses the quantizer (auto-encoder warm-up)."""
+def reconstruct(model, x: torch.Tensor, bandwidth: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decoded ``x [B, 1, T]`` and the commitment loss; ``bandwidth=None`` bypasses the quantizer."""
     emb = model.encoder(x)
     if bandwidth is None:
         quantized, l_w = emb, torch.zeros((), device=x.device)
     else:
         q = model.quantizer(emb, model.frame_rate, bandwidth)
         quantized, l_w = q.quantized, q.penalty.mean()
-    y = model.decoder(quantized)[..., :x.shape[-1]]
+    return model.decoder(quantized)[..., :x.shape[-1]], l_w
+
+
+def train_step(model, mel_loss, opt, x: torch.Tensor, bandwidth: float | None, lambda_l: float = 0.0) -> dict:
+    """One optimizer step; ``bandwidth=None`` bypasses the quantizer (auto-encoder warm-up)."""
+    y, l_w = reconstruct(model, x, bandwidth)
     l_t = (y - x).abs().mean()
     l_f = mel_loss(y, x)
     l_l = loudness_loss(y, x)
@@ -148,21 +153,17 @@ def adversarial_step(model, mel_loss, opt, x: torch.Tensor, bandwidth: float, ad
     """
     model.train(generator)  # in eval mode the quantizer's EMA codebooks stay as they are
     with torch.set_grad_enabled(generator):
-        q = model.quantizer(model.encoder(x), model.frame_rate, bandwidth)
-        y = model.decoder(q.quantized)[..., :x.shape[-1]]
-    l_w = q.penalty.mean()
-    stats = {"l_t": (y - x).abs().mean().item(), "adv": float("nan"), "feat": float("nan"), "disc": float("nan")}
+        y, l_w = reconstruct(model, x, bandwidth)
+        l_t, l_f = (y - x).abs().mean(), mel_loss(y, x)
+    stats = {"l_t": l_t.item(), "l_f": l_f.item(), "adv": float("nan"), "feat": float("nan"), "disc": float("nan")}
     if generator:
         adv, feat = generator_losses(adversary.disc, y, x)
-        losses = {"t": (y - x).abs().mean(), "f": mel_loss(y, x), "g": adv, "feat": feat}
-        grad_y, _ = adversary.balancer.gradient(losses, y)
+        grad_y = adversary.balancer.gradient({"t": l_t, "f": l_f, "g": adv, "feat": feat}, y)
         opt.zero_grad()
         torch.autograd.backward([y, LAMBDA_W * l_w], [grad_y, None])
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        stats.update(l_f=losses["f"].item(), adv=adv.item(), feat=feat.item())
-    else:
-        stats["l_f"] = mel_loss(y, x).item()
+        stats.update(adv=adv.item(), feat=feat.item())
     if not generator or adversary.rng.random() < adversary.p_update:
         d = discriminator_loss(adversary.disc, y, x)
         adversary.opt.zero_grad()
