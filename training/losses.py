@@ -1,8 +1,8 @@
 """Reconstruction losses of the EnCodec paper (§3.4), in torch for training.
 
 Time domain: L1. Frequency domain: over windows 2**5 .. 2**11 (hop w/4, 64
-mel bins, normalized STFT), L1 on mel magnitudes plus L2 on ``log(mel + 1e-2)``, after
-audiocraft's ``MultiScaleMelSpectrogramLoss``. The mel filterbank is
+mel bins, normalized STFT), L1 on mel magnitudes plus L2 on ``log(mel + floor)``, after
+audiocraft's ``MultiScaleMelSpectrogramLoss`` (whose floor is 1e-5). The mel filterbank is
 encodec_np's (torchaudio's HTK construction), so no torchaudio is needed.
 """
 from __future__ import annotations
@@ -17,8 +17,9 @@ FLOOR = 1e-2
 
 
 class MelLoss(torch.nn.Module):
-    def __init__(self, sample_rate: int = 24_000, n_mels: int = 64):
+    def __init__(self, sample_rate: int = 24_000, n_mels: int = 64, floor: float = FLOOR):
         super().__init__()
+        self.floor = floor
         self.sizes = [2 ** i for i in SCALES]
         for n in self.sizes:
             self.register_buffer(f"fb{n}", torch.from_numpy(mel_filterbank(sample_rate, n, n_mels).astype(np.float32)))
@@ -36,10 +37,12 @@ class MelLoss(torch.nn.Module):
         total = 0.0
         for n in self.sizes:
             my, mx = self.mel(y, n), self.mel(x, n)
-            # An additive floor, not a clamp (a clamp has no gradient below it), and a high one:
-            # with 1e-5 most bins of speech sit near the floor, any noise there costs more than
-            # silence, and an untrained decoder settles on silence (measured on our data).
-            total = total + (my - mx).abs().mean() + (((my + FLOOR).log() - (mx + FLOOR).log()) ** 2).mean()
+            # An additive floor, not a clamp (a clamp has no gradient below it). From scratch it
+            # must be high: with 1e-5 most bins of speech sit near the floor, any noise there
+            # costs more than silence, and an untrained decoder settles on silence (measured on
+            # our data). But 1e-2 leaves a trained decoder free to fill empty bands with noise
+            # at about -40 dB, which a low floor prices (see training/DATA.md).
+            total = total + (my - mx).abs().mean() + (((my + self.floor).log() - (mx + self.floor).log()) ** 2).mean()
         return total / len(self.sizes)
 
 

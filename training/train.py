@@ -10,7 +10,8 @@ same command continues where it stopped. Example::
 The first ``--warmup-steps`` train the encoder and decoder as a plain
 auto-encoder; the RVQ's k-means then initialises on informative embeddings.
 Losses (paper §3.4): by default no adversarial term,
-``10 * L1(time) + 1.0 * multi-scale mel + 1.0 * commitment`` (see LAMBDA_T), plus
+``10 * L1(time) + 1.0 * multi-scale mel + 1.0 * commitment`` (see LAMBDA_T; ``--lambda-t``
+and ``--mel-floor`` change the L1 weight and the mel loss's log floor), plus
 ``--loudness`` times the level error in dB (:func:`loudness_loss`; off by default).
 With ``--adversarial``, the paper's full objective: the multi-scale STFT
 discriminator (``discriminator.py``, updated with probability 2/3 a step),
@@ -37,7 +38,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from data import DEFAULT_ROOT, Crops  # noqa: E402
 from discriminator import MultiScaleSTFTDiscriminator, discriminator_loss, generator_losses  # noqa: E402
-from losses import Balancer, MelLoss  # noqa: E402
+from losses import FLOOR, Balancer, MelLoss  # noqa: E402
 from torch_model import build_torch_model, signal_preserving_init  # noqa: E402
 
 from encodec_np.config import encodec_np_small_24khz  # noqa: E402
@@ -128,13 +129,14 @@ def reconstruct(model, x: torch.Tensor, bandwidth: float | None) -> tuple[torch.
     return model.decoder(quantized)[..., :x.shape[-1]], l_w
 
 
-def train_step(model, mel_loss, opt, x: torch.Tensor, bandwidth: float | None, lambda_l: float = 0.0) -> dict:
+def train_step(model, mel_loss, opt, x: torch.Tensor, bandwidth: float | None, lambda_l: float = 0.0,
+               lambda_t: float = LAMBDA_T) -> dict:
     """One optimizer step; ``bandwidth=None`` bypasses the quantizer (auto-encoder warm-up)."""
     y, l_w = reconstruct(model, x, bandwidth)
     l_t = (y - x).abs().mean()
     l_f = mel_loss(y, x)
     l_l = loudness_loss(y, x)
-    loss = LAMBDA_T * l_t + LAMBDA_F * l_f + LAMBDA_W * l_w + lambda_l * l_l
+    loss = lambda_t * l_t + LAMBDA_F * l_f + LAMBDA_W * l_w + lambda_l * l_l
     opt.zero_grad()
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -194,6 +196,12 @@ def main(argv=None) -> int:
     p.add_argument("--loudness", type=float, default=0.0,
                    help="weight of the loudness term per dB of level error (see loudness_loss; 0: off, "
                         "as the shipped model's three stages)")
+    p.add_argument("--lambda-t", type=float, default=LAMBDA_T,
+                   help="weight of the time-domain L1 without --adversarial (it shrinks noise-like "
+                        "sounds towards silence; the default gets a model from scratch started)")
+    p.add_argument("--mel-floor", type=float, default=FLOOR,
+                   help="additive floor inside the mel loss's log (1e-2 for a start from scratch; a "
+                        "trained model can take audiocraft's 1e-5, which prices noise in empty bands)")
     p.add_argument("--balance", action="store_true",
                    help="equal shares of speech, music and general sounds (default: by duration, 2/3 speech)")
     p.add_argument("--adversarial", action="store_true",
@@ -216,7 +224,7 @@ def main(argv=None) -> int:
     model = build_torch_model(config).to(args.device)
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.5, 0.9))  # the paper's
-    mel_loss = MelLoss(config.sample_rate).to(args.device)
+    mel_loss = MelLoss(config.sample_rate, floor=args.mel_floor).to(args.device)
     crops = Crops(args.data, "train", seed=args.seed, balance=args.balance)
     adversary = None
     if args.adversarial:
@@ -267,7 +275,7 @@ def main(argv=None) -> int:
         if adversary is not None and bw is not None:
             stats = adversarial_step(model, mel_loss, opt, x, bw, adversary, generator=step >= args.disc_warmup)
         else:
-            stats = train_step(model, mel_loss, opt, x, bw, args.loudness)
+            stats = train_step(model, mel_loss, opt, x, bw, args.loudness, args.lambda_t)
             if adversary is not None:  # the warm-up of a run from scratch
                 stats.update(adv=float("nan"), feat=float("nan"), disc=float("nan"))
         step += 1
