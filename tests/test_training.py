@@ -100,6 +100,35 @@ def test_float16_export_keeps_out_of_range_tensors(tmp_path):
                                   model.params["encoder.model.0.conv.conv.weight"].astype(np.float16).astype(np.float32))
 
 
+def test_average_is_the_weighted_mean_of_every_tensor(tmp_path):
+    """training/average.py (how the shipped weights were made): ends exact, mean per tensor, config checked."""
+    from average import main as average_main
+
+    from encodec_np import EncodecError, save_model
+    from encodec_np.synthetic import random_model
+
+    a, b = (random_model(tiny_config(), seed, backend="numpy") for seed in (0, 1))
+    paths = [tmp_path / "a.safetensors", tmp_path / "b.safetensors"]
+    for model, path in zip((a, b), paths):
+        save_model(model, path)
+    for weight in (0.0, 0.25, 1.0):
+        out = tmp_path / f"mean{weight}.safetensors"
+        average_main([str(paths[0]), str(paths[1]), str(out), "--weight", str(weight)])
+        mean = load_model(out, backend="numpy")
+        assert mean.params.keys() == a.params.keys()
+        for key, value in mean.params.items():
+            np.testing.assert_array_equal(value, (1 - weight) * a.params[key] + weight * b.params[key])
+    other = random_model(EncodecConfig(name="other", sample_rate=24000,
+                                       seanet=SEANetConfig(n_filters=4, dimension=8, ratios=(4, 2), lstm=1),
+                                       quantizer=RVQConfig(dimension=8, n_q=2, bins=16),
+                                       target_bandwidths=(12.0, 24.0)), 0, backend="numpy")
+    save_model(other, tmp_path / "other.safetensors")
+    with pytest.raises(EncodecError, match="config"):
+        average_main([str(paths[0]), str(tmp_path / "other.safetensors"), str(tmp_path / "x.safetensors")])
+    with pytest.raises(EncodecError, match="weight"):
+        average_main([str(paths[0]), str(paths[1]), str(tmp_path / "x.safetensors"), "--weight", "2"])
+
+
 def test_a_new_run_starts_from_another_runs_checkpoint(trained, tmp_path):
     import torch
     from train import initial_state
