@@ -16,23 +16,21 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from encodec_np import EncodecError, EncodecModel, load_model, save_model
 
 
 def average(a: EncodecModel, b: EncodecModel, weight: float) -> EncodecModel:
     """``(1 - weight) * a + weight * b``, parameter by parameter, as a new float32 model."""
+    if not 0.0 <= weight <= 1.0:
+        raise EncodecError(f"weight must be within [0, 1], got {weight}")
     if a.config != b.config:
         raise EncodecError(f"the two models differ in config ({a.config.name} vs {b.config.name}); "
                            "only fine-tunes of one architecture can be averaged")
     if a.params.keys() != b.params.keys():
         raise EncodecError(f"the two models differ in tensors: {sorted(a.params.keys() ^ b.params.keys())[:5]}")
-    if not 0.0 <= weight <= 1.0:
-        raise EncodecError(f"weight must be within [0, 1], got {weight}")
-    params = {k: ((1.0 - weight) * a.params[k].astype(np.float32) + weight * b.params[k].astype(np.float32))
-              for k in a.params}
-    return EncodecModel(a.config, params, backend="numpy")
+    # load_model gives float32 parameters, so the mean is taken in float32
+    params = {k: (1.0 - weight) * a.params[k] + weight * b.params[k] for k in a.params}
+    return EncodecModel(a.config, params, backend="numpy", dtype="float32")
 
 
 def main(argv=None) -> int:
