@@ -185,6 +185,46 @@ def test_a_low_mel_floor_prices_noise_in_an_empty_band():
     assert cost(1e-5) > 30 * cost(1e-2)
 
 
+def test_envelope_loss_falls_with_stoi_and_ignores_level():
+    import torch
+    from losses import EnvelopeLoss
+
+    rng = np.random.default_rng(0)
+    t = np.arange(2 * 24000) / 24000
+    # white noise at a syllable rate (4 Hz) of amplitude modulation: an envelope in every band
+    x = 0.1 * (0.55 + 0.45 * np.sin(2 * np.pi * 4 * t)) * rng.standard_normal(len(t))
+    noise = 0.1 * rng.standard_normal(len(t))
+    loss = EnvelopeLoss()
+
+    def cost(y):
+        return loss(torch.from_numpy(y.astype(np.float32))[None], torch.from_numpy(x.astype(np.float32))[None])
+    assert abs(cost(x).item()) < 1e-6 and abs(cost(0.3 * x).item()) < 1e-6  # a level change is not a loss
+    costs = [cost(x + s * noise).item() for s in (0.03, 0.3, 1.0, 3.0)]
+    assert costs == sorted(costs) and costs[0] < 0.01 < 0.3 < costs[-1], costs
+    y = torch.from_numpy((x + noise).astype(np.float32))[None].requires_grad_()
+    loss(y, torch.from_numpy(x.astype(np.float32))[None]).backward()
+    assert torch.isfinite(y.grad).all() and y.grad.abs().max() > 0
+    silent = torch.zeros(1, 24000)
+    assert loss(silent, silent).item() == 0.0  # no segment of non-silent frames: no term, no NaN
+
+
+def test_train_step_with_the_envelope_term():
+    import torch
+    from losses import EnvelopeLoss, MelLoss
+    from torch_model import build_torch_model
+    from train import train_step
+
+    torch.manual_seed(0)
+    config = tiny_config()
+    model = build_torch_model(config).train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x = torch.from_numpy(test_signal("chirp", 2, 12000, seed=0).reshape(2, 1, 12000))  # 0.5 s: 45 frames
+    stats = train_step(model, MelLoss(config.sample_rate), opt, x, 12.0,
+                       envelope_loss=EnvelopeLoss(config.sample_rate), lambda_e=1.0)
+    assert 0.0 < stats["env"] <= 2.0 and np.isfinite(stats["loss"])
+    assert "env" not in train_step(model, MelLoss(config.sample_rate), opt, x, 12.0)
+
+
 def test_discriminator_losses():
     import torch
     from discriminator import MultiScaleSTFTDiscriminator, discriminator_loss, generator_losses

@@ -12,7 +12,8 @@ auto-encoder; the RVQ's k-means then initialises on informative embeddings.
 Losses (paper §3.4): by default no adversarial term,
 ``10 * L1(time) + 1.0 * multi-scale mel + 1.0 * commitment`` (see LAMBDA_T; ``--lambda-t``
 and ``--mel-floor`` change the L1 weight and the mel loss's log floor), plus
-``--loudness`` times the level error in dB (:func:`loudness_loss`; off by default).
+``--loudness`` times the level error in dB (:func:`loudness_loss`) and ``--envelope`` times
+the STOI-like envelope term (``losses.EnvelopeLoss``), both off by default.
 With ``--adversarial``, the paper's full objective: the multi-scale STFT
 discriminator (``discriminator.py``, updated with probability 2/3 a step),
 its adversarial and feature-matching losses and the two reconstruction losses
@@ -38,7 +39,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from data import DEFAULT_ROOT, Crops  # noqa: E402
 from discriminator import MultiScaleSTFTDiscriminator, discriminator_loss, generator_losses  # noqa: E402
-from losses import FLOOR, Balancer, MelLoss  # noqa: E402
+from losses import FLOOR, Balancer, EnvelopeLoss, MelLoss  # noqa: E402
 from torch_model import build_torch_model, signal_preserving_init  # noqa: E402
 
 from encodec_np.config import encodec_np_small_24khz  # noqa: E402
@@ -130,18 +131,28 @@ def reconstruct(model, x: torch.Tensor, bandwidth: float | None) -> tuple[torch.
 
 
 def train_step(model, mel_loss, opt, x: torch.Tensor, bandwidth: float | None, lambda_l: float = 0.0,
-               lambda_t: float = LAMBDA_T) -> dict:
-    """One optimizer step; ``bandwidth=None`` bypasses the quantizer (auto-encoder warm-up)."""
+               lambda_t: float = LAMBDA_T, envelope_loss: EnvelopeLoss | None = None, lambda_e: float = 0.0) -> dict:
+    """One optimizer step; ``bandwidth=None`` bypasses the quantizer (auto-encoder warm-up).
+
+    ``envelope_loss`` (with weight ``lambda_e``) adds the STOI-like envelope term; without it the
+    step is the same as before the term existed.
+    """
     y, l_w = reconstruct(model, x, bandwidth)
     l_t = (y - x).abs().mean()
     l_f = mel_loss(y, x)
     l_l = loudness_loss(y, x)
     loss = lambda_t * l_t + LAMBDA_F * l_f + LAMBDA_W * l_w + lambda_l * l_l
+    l_e = envelope_loss(y, x) if envelope_loss is not None else None
+    if l_e is not None:
+        loss = loss + lambda_e * l_e
     opt.zero_grad()
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     opt.step()
-    return {"loss": loss.item(), "l_t": l_t.item(), "l_f": l_f.item(), "commit": l_w.item(), "loud_db": l_l.item()}
+    stats = {"loss": loss.item(), "l_t": l_t.item(), "l_f": l_f.item(), "commit": l_w.item(), "loud_db": l_l.item()}
+    if l_e is not None:
+        stats["env"] = l_e.item()
+    return stats
 
 
 def adversarial_step(model, mel_loss, opt, x: torch.Tensor, bandwidth: float, adversary: Adversary,
@@ -202,6 +213,9 @@ def main(argv=None) -> int:
     p.add_argument("--mel-floor", type=float, default=FLOOR,
                    help="additive floor inside the mel loss's log (1e-2 for a start from scratch; a "
                         "trained model can take audiocraft's 1e-5, which prices noise in empty bands)")
+    p.add_argument("--envelope", type=float, default=0.0,
+                   help="weight of the envelope-correlation term (losses.EnvelopeLoss: one minus STOI's "
+                        "intermediate measure; 0: off)")
     p.add_argument("--balance", action="store_true",
                    help="equal shares of speech, music and general sounds (default: by duration, 2/3 speech)")
     p.add_argument("--adversarial", action="store_true",
@@ -225,6 +239,7 @@ def main(argv=None) -> int:
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.5, 0.9))  # the paper's
     mel_loss = MelLoss(config.sample_rate, floor=args.mel_floor).to(args.device)
+    envelope_loss = EnvelopeLoss(config.sample_rate).to(args.device) if args.envelope > 0 else None
     crops = Crops(args.data, "train", seed=args.seed, balance=args.balance)
     adversary = None
     if args.adversarial:
@@ -275,7 +290,7 @@ def main(argv=None) -> int:
         if adversary is not None and bw is not None:
             stats = adversarial_step(model, mel_loss, opt, x, bw, adversary, generator=step >= args.disc_warmup)
         else:
-            stats = train_step(model, mel_loss, opt, x, bw, args.loudness, args.lambda_t)
+            stats = train_step(model, mel_loss, opt, x, bw, args.loudness, args.lambda_t, envelope_loss, args.envelope)
             if adversary is not None:  # the warm-up of a run from scratch
                 stats.update(adv=float("nan"), feat=float("nan"), disc=float("nan"))
         step += 1
