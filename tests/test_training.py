@@ -225,6 +225,16 @@ def test_train_step_with_the_envelope_term():
     assert "env" not in train_step(model, MelLoss(config.sample_rate), opt, x, 12.0)
 
 
+@pytest.mark.parametrize("flag", ["--envelope", "--loudness"])
+def test_plain_objective_terms_are_refused_with_adversarial(flag, tmp_path, capsys):
+    from train import main
+
+    with pytest.raises(SystemExit) as exc:  # refused before any data is read
+        main(["--run", str(tmp_path / "run"), "--adversarial", flag, "1.0"])
+    assert exc.value.code == 2 and "--weights" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def test_discriminator_losses():
     import torch
     from discriminator import MultiScaleSTFTDiscriminator, discriminator_loss, generator_losses

@@ -231,6 +231,9 @@ def main(argv=None) -> int:
                    help="start from these weights when RUN has no checkpoint: the shipped .safetensors or "
                         "another run's checkpoint.pt (e.g. one trained on a GPU); the optimizer starts afresh")
     args = p.parse_args(argv)
+    if args.adversarial and (args.loudness or args.envelope):
+        p.error("--loudness and --envelope are terms of the plain objective; the balanced one "
+                "(--adversarial) takes its shares from --weights")
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -273,6 +276,8 @@ def main(argv=None) -> int:
         signal.signal(sig, lambda *_: stop.update(now=True))
     log_new = not (args.run / "log.csv").exists()
     columns = ("l_t", "l_f", "adv", "feat", "commit", "disc", "loud_db") if adversary else ("loss", "l_t", "l_f", "commit", "loud_db")
+    if envelope_loss is not None:
+        columns += ("env",)
     log = open(args.run / "log.csv", "a", newline="")
     writer = csv.writer(log)
     if log_new:
