@@ -115,11 +115,12 @@ class EnvelopeLoss(torch.nn.Module):
         y, x = y.reshape(-1, y.shape[-1]), x.reshape(-1, x.shape[-1])
         ex, ey = self.envelopes(x), self.envelopes(y)
         frame_db = 10 * torch.log10(ex.pow(2).sum(dim=-1) + 1e-12)  # [B, frames]
+        # -80 dB in these units is about -120 dBFS: digital silence has no envelope to follow
+        floor = (frame_db.amax(dim=1) - self.dyn_range_db).clamp(min=-80.0)
+        keep = frame_db > floor[:, None]
         scores = []
-        for i in range(x.shape[0]):
-            # -80 dB in these units is about -120 dBFS: digital silence has no envelope to follow
-            keep = frame_db[i] > max(frame_db[i].max().item() - self.dyn_range_db, -80.0)
-            sx, sy = ex[i][keep], ey[i][keep]  # [frames kept, 15]
+        for i in range(x.shape[0]):  # each crop keeps its own number of frames
+            sx, sy = ex[i][keep[i]], ey[i][keep[i]]  # [frames kept, 15]
             if sx.shape[0] < self.segment:
                 continue  # STOI needs one whole segment of non-silent frames
             sx = sx.unfold(0, self.segment, 1)  # [segments, 15, segment]

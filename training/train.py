@@ -295,7 +295,8 @@ def main(argv=None) -> int:
         if adversary is not None and bw is not None:
             stats = adversarial_step(model, mel_loss, opt, x, bw, adversary, generator=step >= args.disc_warmup)
         else:
-            stats = train_step(model, mel_loss, opt, x, bw, args.loudness, args.lambda_t, envelope_loss, args.envelope)
+            stats = train_step(model, mel_loss, opt, x, bw, lambda_l=args.loudness, lambda_t=args.lambda_t,
+                               envelope_loss=envelope_loss, lambda_e=args.envelope)
             if adversary is not None:  # the warm-up of a run from scratch
                 stats.update(adv=float("nan"), feat=float("nan"), disc=float("nan"))
         step += 1
