@@ -225,6 +225,62 @@ def test_train_step_with_the_envelope_term():
     assert "env" not in train_step(model, MelLoss(config.sample_rate), opt, x, 12.0)
 
 
+def noise_corpus(root: Path) -> np.ndarray:
+    """A one-file corpus in the layout of ../shared/data (3 s of white noise at -20 dBFS) under ``root``."""
+    import soundfile as sf
+
+    (root / "train").mkdir()
+    noise = 0.1 * np.random.default_rng(0).standard_normal(3 * 24000)
+    sf.write(root / "train" / "a.flac", noise, 24000)
+    (root / "manifest.csv").write_text("file,split,kind\ntrain/a.flac,train,general\n")
+    return noise
+
+
+def test_bandlimited_crops_have_an_empty_top_band_and_off_replays_the_old_crops(tmp_path):
+    from data import SOURCE_RATES, Crops, band_limit
+
+    noise = noise_corpus(tmp_path)
+    freqs = np.fft.rfftfreq(6000, 1 / 24000)
+
+    def stop_band_db(a, stop, passband):  # mean power above ``stop`` Hz relative to below ``passband`` Hz
+        power = np.abs(np.fft.rfft(a)) ** 2
+        return 10 * np.log10(power[freqs > stop].mean() / power[freqs < passband].mean())
+    for rate in SOURCE_RATES:
+        limited = band_limit(noise[:6000].astype(np.float32), rate)
+        assert limited.shape == (6000,) and limited.dtype == np.float32
+        # measured: -52 to -58 dB from 1.2 x the cutoff on; 22.05 kHz leaves only 11-12 kHz, -16 dB there
+        stop, floor = (0.6 * rate, -45) if 0.6 * rate < 11_500 else (11_500, -12)
+        assert stop_band_db(limited, stop, 0.45 * rate) < floor < stop_band_db(noise[:6000], stop, 0.45 * rate)
+
+    plain = Crops(tmp_path, seed=3).batch(4, 6000)
+    assert np.array_equal(Crops(tmp_path, seed=3, bandlimit=0.0).batch(4, 6000), plain)
+    limited = Crops(tmp_path, seed=3, bandlimit=1.0).batch(4, 6000)
+    assert limited.shape == plain.shape and limited.dtype == np.float32
+    for crop in limited[:, 0]:  # every crop went through one of the rates
+        assert stop_band_db(crop, 11_500, 9_900) < -12
+
+
+def test_whistle_crops_are_tonal_over_a_quiet_background(tmp_path):
+    from data import Crops, whistles
+
+    def flatness(a):  # geometric over arithmetic mean of the power spectrum: 0.56 for white noise
+        power = np.abs(np.fft.rfft(a)) ** 2 + 1e-20
+        return np.exp(np.mean(np.log(power))) / power.mean()
+    phrases = [whistles(np.random.default_rng(seed), 24000) for seed in range(20)]
+    assert np.array_equal(whistles(np.random.default_rng(0), 24000), phrases[0])
+    assert all(p.dtype == np.float32 and p.shape == (24000,) for p in phrases)
+    assert max(flatness(p) for p in phrases) < 0.05  # measured: at most 0.008 over 50 seeds
+    assert all(-45 < 20 * np.log10(np.sqrt(np.mean(p ** 2))) < -5 for p in phrases)
+
+    noise_corpus(tmp_path)
+    plain = Crops(tmp_path, seed=3).batch(4, 6000)
+    assert np.array_equal(Crops(tmp_path, seed=3, tones=0.0).batch(4, 6000), plain)
+    toned = Crops(tmp_path, seed=3, tones=1.0).batch(4, 6000)
+    assert toned.shape == plain.shape and toned.dtype == np.float32
+    # the noise is 10-40 dB under the notes: far less flat than the plain crops
+    assert all(flatness(c) < 0.2 < flatness(p) for c, p in zip(toned[:, 0], plain[:, 0]))
+
+
 @pytest.mark.parametrize("flag", ["--envelope", "--loudness"])
 def test_plain_objective_terms_are_refused_with_adversarial(flag, tmp_path, capsys):
     from train import main

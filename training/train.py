@@ -218,6 +218,12 @@ def main(argv=None) -> int:
                         "intermediate measure; 0: off)")
     p.add_argument("--balance", action="store_true",
                    help="equal shares of speech, music and general sounds (default: by duration, 2/3 speech)")
+    p.add_argument("--bandlimit", type=float, default=0.0, metavar="P",
+                   help="band-limit this share of the crops through an 8/11.025/16/22.05 kHz source rate "
+                        "(data.band_limit), so that empty top bands stay empty")
+    p.add_argument("--tones", type=float, default=0.0, metavar="P",
+                   help="turn this share of the crops into synthetic whistles over a quiet background "
+                        "(data.whistles): the corpus has few steady tones")
     p.add_argument("--adversarial", action="store_true",
                    help="add the MS-STFT discriminator and balance the losses as the paper does (see above)")
     p.add_argument("--weights", type=float, nargs=4, default=[0.1, 1.0, 3.0, 3.0], metavar=("T", "F", "G", "FEAT"),
@@ -243,7 +249,7 @@ def main(argv=None) -> int:
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.5, 0.9))  # the paper's
     mel_loss = MelLoss(config.sample_rate, floor=args.mel_floor).to(args.device)
     envelope_loss = EnvelopeLoss(config.sample_rate).to(args.device) if args.envelope > 0 else None
-    crops = Crops(args.data, "train", seed=args.seed, balance=args.balance)
+    crops = Crops(args.data, "train", seed=args.seed, balance=args.balance, bandlimit=args.bandlimit, tones=args.tones)
     adversary = None
     if args.adversarial:
         adversary = Adversary(dict(zip(("t", "f", "g", "feat"), args.weights)), args.disc_lr, args.device,
