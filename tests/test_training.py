@@ -358,3 +358,15 @@ def test_calibration_gain_scales_the_output_and_nothing_else():
     assert changed == {f"decoder.model.{last}.conv.conv.weight", f"decoder.model.{last}.conv.conv.bias"}
     np.testing.assert_array_equal(model.encode(x)[0][0], codes[0][0])
     np.testing.assert_allclose(model.decode(codes), before * 10 ** (6 / 20), rtol=1e-5, atol=1e-7)
+
+
+def test_whistle_check_prints_a_row_per_probe(trained, capsys):
+    from whistle_check import LEVELS_DBFS, PITCHES_HZ, main, whistle
+
+    x = whistle(3000, -20)
+    assert x.dtype == np.float32 and len(x) == 3 * 24000
+    assert abs(20 * np.log10(np.sqrt(np.mean(x.astype(np.float64) ** 2))) + 20) < 0.01
+    assert main(["--model", str(trained[1]), "--bandwidth", "12"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines()[1:] if line.startswith("| ")]
+    assert len(rows) == len(PITCHES_HZ) * len(LEVELS_DBFS)
+    assert all(np.isfinite(float(r.split("|")[3])) for r in rows)
