@@ -281,6 +281,17 @@ def test_whistle_crops_are_tonal_over_a_quiet_background(tmp_path):
     assert all(flatness(c) < 0.2 < flatness(p) for c, p in zip(toned[:, 0], plain[:, 0]))
 
 
+@pytest.mark.parametrize("flag", ["--tones", "--bandlimit"])
+@pytest.mark.parametrize("share", ["1.5", "-0.1"])
+def test_augmentation_shares_outside_0_to_1_are_refused(flag, share, tmp_path, capsys):
+    from train import main
+
+    with pytest.raises(SystemExit) as exc:  # refused before any data is read
+        main(["--run", str(tmp_path / "run"), flag, share])
+    assert exc.value.code == 2 and "share of the crops" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("flag", ["--envelope", "--loudness"])
 def test_plain_objective_terms_are_refused_with_adversarial(flag, tmp_path, capsys):
     from train import main

@@ -237,6 +237,9 @@ def main(argv=None) -> int:
                    help="start from these weights when RUN has no checkpoint: the shipped .safetensors or "
                         "another run's checkpoint.pt (e.g. one trained on a GPU); the optimizer starts afresh")
     args = p.parse_args(argv)
+    for share in ("bandlimit", "tones"):
+        if not 0.0 <= getattr(args, share) <= 1.0:
+            p.error(f"--{share} is a share of the crops, from 0 to 1 (got {getattr(args, share)})")
     if args.adversarial and (args.loudness or args.envelope):
         p.error("--loudness and --envelope are terms of the plain objective; the balanced one "
                 "(--adversarial) takes its shares from --weights")
