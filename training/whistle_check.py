@@ -14,13 +14,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import numpy as np
 
-from encodec_np import load_model
-from encodec_np.metrics import si_snr
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from data import SAMPLE_RATE  # noqa: E402
+from evaluate import loudness_error  # noqa: E402
 
-SAMPLE_RATE = 24_000
+from encodec_np import load_model  # noqa: E402
+from encodec_np.metrics import si_snr  # noqa: E402
+
 PITCHES_HZ = (500, 1500, 3000, 5000)
 LEVELS_DBFS = (-20, -35)
 
@@ -44,8 +48,7 @@ def main(argv=None) -> int:
         for level in LEVELS_DBFS:
             x = whistle(pitch, level)
             y = model.decode(model.encode(x[None, None]))[0, 0, :len(x)]
-            loud = 20 * np.log10(np.sqrt(np.mean(y.astype(np.float64) ** 2)) / np.sqrt(np.mean(x.astype(np.float64) ** 2)))
-            print(f"| {pitch} | {level} | {loud:+.2f} | {si_snr(x, y):.2f} |")
+            print(f"| {pitch} | {level} | {loudness_error(x, y):+.2f} | {si_snr(x, y):.2f} |")
     return 0
 
 
