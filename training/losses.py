@@ -132,3 +132,74 @@ class EnvelopeLoss(torch.nn.Module):
         if not scores:
             return torch.zeros((), device=x.device)
         return 1.0 - torch.stack(scores).mean()
+
+
+class STFTLoss(torch.nn.Module):
+    """Multi-resolution linear-frequency STFT loss (Yamamoto et al. 2020): spectral convergence + log-magnitude L1.
+
+    The mel terms pool the spectrum into 64 bands, about 1 kHz wide at the top
+    of the range at 24 kHz, so a decoder that smears a harmonic above 1 kHz into
+    band noise of the same energy costs them almost nothing (the steady-tone
+    probe of ``whistle_check.py``). Linear bins of 11.7-47 Hz (windows 2048 to
+    512) tell a harmonic from noise at every frequency. Magnitudes are those of
+    a normalized STFT, as in :class:`MelLoss`, and the log takes the same
+    additive floor. ``convergence`` weights the spectral convergence: it is an
+    L2 of linear magnitudes, which prices a tone rendered as band noise about as
+    high as silence (so, measured, it pushes uncertain sounds quieter); the
+    log-magnitude L1 alone prices that noise below silence.
+    """
+
+    def __init__(self, sizes: tuple[int, ...] = (512, 1024, 2048), floor: float = FLOOR, convergence: float = 1.0):
+        super().__init__()
+        self.sizes, self.floor, self.convergence = tuple(sizes), floor, convergence
+        for n in self.sizes:
+            self.register_buffer(f"win{n}", torch.hann_window(n))
+
+    def magnitude(self, x: torch.Tensor, n: int) -> torch.Tensor:
+        """``x [B, T]`` → ``[B, n // 2 + 1, frames]``."""
+        return torch.stft(x, n, hop_length=n // 4, window=getattr(self, f"win{n}"), center=True,
+                          pad_mode="reflect", normalized=True, return_complex=True).abs()
+
+    def forward(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        y, x = y.reshape(-1, y.shape[-1]), x.reshape(-1, x.shape[-1])
+        total = 0.0
+        for n in self.sizes:
+            my, mx = self.magnitude(y, n), self.magnitude(x, n)
+            convergence = (my - mx).norm(dim=(1, 2)) / (mx.norm(dim=(1, 2)) + 1e-7)
+            log_l1 = ((my + self.floor).log() - (mx + self.floor).log()).abs().mean(dim=(1, 2))
+            total = total + (self.convergence * convergence + log_l1).mean()
+        return total / len(self.sizes)
+
+
+class BandLevelLoss(torch.nn.Module):
+    """Mean absolute error in dB of each mel band's level over the whole crop (its long-term spectrum).
+
+    The loudness term prices the broadband level only. The two ways the model
+    fails the held-out collapse check are band levels: a whistle or a quiet
+    ambience comes back as quieter noise in its band (every per-frame loss
+    prices noise that cannot match the waveform about as high as silence), and
+    speech recorded at 16 kHz comes back with noise in its empty band above
+    8 kHz. Averaged over a crop, noise of the right level in the right bands
+    costs nothing here, whatever its fine structure. The floor is relative, 60 dB
+    below the crop's loudest band, so a band the input leaves empty is priced
+    down to that depth at any input level.
+    """
+
+    def __init__(self, sample_rate: int = 24_000, n_fft: int = 2048, n_mels: int = 64, depth_db: float = 60.0):
+        super().__init__()
+        self.n_fft, self.depth = n_fft, 10.0 ** (-depth_db / 10)
+        self.register_buffer("fb", torch.from_numpy(mel_filterbank(sample_rate, n_fft, n_mels).astype(np.float32)))
+        self.register_buffer("window", torch.hann_window(n_fft))
+
+    def levels(self, x: torch.Tensor) -> torch.Tensor:
+        """``x [B, T]`` → mean power per mel band ``[B, n_mels]``."""
+        spec = torch.stft(x, self.n_fft, hop_length=self.n_fft // 4, window=self.window, center=True,
+                          pad_mode="reflect", normalized=True, return_complex=True).abs().pow(2)
+        return (spec.transpose(1, 2) @ self.fb).mean(dim=1)
+
+    def forward(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        y, x = y.reshape(-1, y.shape[-1]), x.reshape(-1, x.shape[-1])
+        px, py = self.levels(x), self.levels(y)
+        # 1e-12: digital silence still has a finite floor (and no term, as px = py = 0 there)
+        floor = (px.amax(dim=1, keepdim=True) * self.depth).detach() + 1e-12
+        return (10 * torch.log10(py + floor) - 10 * torch.log10(px + floor)).abs().mean()

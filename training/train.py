@@ -12,8 +12,10 @@ auto-encoder; the RVQ's k-means then initialises on informative embeddings.
 Losses (paper §3.4): by default no adversarial term,
 ``10 * L1(time) + 1.0 * multi-scale mel + 1.0 * commitment`` (see LAMBDA_T; ``--lambda-t``
 and ``--mel-floor`` change the L1 weight and the mel loss's log floor), plus
-``--loudness`` times the level error in dB (:func:`loudness_loss`) and ``--envelope`` times
-the STOI-like envelope term (``losses.EnvelopeLoss``), both off by default.
+``--loudness`` times the level error in dB (:func:`loudness_loss`), ``--envelope`` times
+the STOI-like envelope term (``losses.EnvelopeLoss``) and ``--stft`` times the linear-frequency
+multi-resolution STFT term (``losses.STFTLoss``) and ``--band-level`` times the error in dB of
+each mel band's level over the crop (``losses.BandLevelLoss``), all off by default.
 With ``--adversarial``, the paper's full objective: the multi-scale STFT
 discriminator (``discriminator.py``, updated with probability 2/3 a step),
 its adversarial and feature-matching losses and the two reconstruction losses
@@ -39,7 +41,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from data import DEFAULT_ROOT, Crops  # noqa: E402
 from discriminator import MultiScaleSTFTDiscriminator, discriminator_loss, generator_losses  # noqa: E402
-from losses import FLOOR, Balancer, EnvelopeLoss, MelLoss  # noqa: E402
+from losses import FLOOR, Balancer, BandLevelLoss, EnvelopeLoss, MelLoss, STFTLoss  # noqa: E402
 from torch_model import build_torch_model, signal_preserving_init  # noqa: E402
 
 from encodec_np.config import encodec_np_small_24khz  # noqa: E402
@@ -131,27 +133,27 @@ def reconstruct(model, x: torch.Tensor, bandwidth: float | None) -> tuple[torch.
 
 
 def train_step(model, mel_loss, opt, x: torch.Tensor, bandwidth: float | None, lambda_l: float = 0.0,
-               lambda_t: float = LAMBDA_T, envelope_loss: EnvelopeLoss | None = None, lambda_e: float = 0.0) -> dict:
+               lambda_t: float = LAMBDA_T, terms: dict[str, tuple[torch.nn.Module, float]] | None = None) -> dict:
     """One optimizer step; ``bandwidth=None`` bypasses the quantizer (auto-encoder warm-up).
 
-    ``envelope_loss`` (with weight ``lambda_e``) adds the STOI-like envelope term; without it the
-    step is the same as before the term existed.
+    ``terms`` adds optional losses by name, each ``(loss(y, x), weight)`` (the envelope term
+    ``"env"``, the linear STFT term ``"stft"``), reported under that name; without them the step
+    is the same as before they existed.
     """
     y, l_w = reconstruct(model, x, bandwidth)
     l_t = (y - x).abs().mean()
     l_f = mel_loss(y, x)
     l_l = loudness_loss(y, x)
     loss = lambda_t * l_t + LAMBDA_F * l_f + LAMBDA_W * l_w + lambda_l * l_l
-    l_e = envelope_loss(y, x) if envelope_loss is not None else None
-    if l_e is not None:
-        loss = loss + lambda_e * l_e
+    extra = {name: term(y, x) for name, (term, _) in (terms or {}).items()}
+    for name, value in extra.items():
+        loss = loss + terms[name][1] * value
     opt.zero_grad()
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     opt.step()
     stats = {"loss": loss.item(), "l_t": l_t.item(), "l_f": l_f.item(), "commit": l_w.item(), "loud_db": l_l.item()}
-    if l_e is not None:
-        stats["env"] = l_e.item()
+    stats.update({name: value.item() for name, value in extra.items()})
     return stats
 
 
@@ -216,6 +218,14 @@ def main(argv=None) -> int:
     p.add_argument("--envelope", type=float, default=0.0,
                    help="weight of the envelope-correlation term (losses.EnvelopeLoss: one minus STOI's "
                         "intermediate measure; 0: off)")
+    p.add_argument("--stft", type=float, default=0.0,
+                   help="weight of the multi-resolution linear STFT term (losses.STFTLoss: spectral convergence "
+                        "+ log-magnitude L1 at windows 512-2048, with the mel floor; 0: off)")
+    p.add_argument("--stft-convergence", type=float, default=1.0,
+                   help="with --stft: the weight of its spectral convergence part (0: log-magnitude L1 only)")
+    p.add_argument("--band-level", type=float, default=0.0,
+                   help="weight of the band-level term per dB (losses.BandLevelLoss: each mel band's level "
+                        "over the crop, so a band neither goes quiet nor fills with noise; 0: off)")
     p.add_argument("--balance", action="store_true",
                    help="equal shares of speech, music and general sounds (default: by duration, 2/3 speech)")
     p.add_argument("--bandlimit", type=float, default=0.0, metavar="P",
@@ -240,8 +250,8 @@ def main(argv=None) -> int:
     for share in ("bandlimit", "tones"):
         if not 0.0 <= getattr(args, share) <= 1.0:
             p.error(f"--{share} is a share of the crops, from 0 to 1 (got {getattr(args, share)})")
-    if args.adversarial and (args.loudness or args.envelope):
-        p.error("--loudness and --envelope are terms of the plain objective; the balanced one "
+    if args.adversarial and (args.loudness or args.envelope or args.stft or args.band_level):
+        p.error("--loudness, --envelope, --stft and --band-level are terms of the plain objective; the balanced one "
                 "(--adversarial) takes its shares from --weights")
 
     torch.set_num_threads(args.threads)
@@ -251,7 +261,13 @@ def main(argv=None) -> int:
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.5, 0.9))  # the paper's
     mel_loss = MelLoss(config.sample_rate, floor=args.mel_floor).to(args.device)
-    envelope_loss = EnvelopeLoss(config.sample_rate).to(args.device) if args.envelope > 0 else None
+    terms = {}
+    if args.envelope > 0:
+        terms["env"] = (EnvelopeLoss(config.sample_rate).to(args.device), args.envelope)
+    if args.stft > 0:
+        terms["stft"] = (STFTLoss(floor=args.mel_floor, convergence=args.stft_convergence).to(args.device), args.stft)
+    if args.band_level > 0:
+        terms["band_db"] = (BandLevelLoss(config.sample_rate).to(args.device), args.band_level)
     crops = Crops(args.data, "train", seed=args.seed, balance=args.balance, bandlimit=args.bandlimit, tones=args.tones)
     adversary = None
     if args.adversarial:
@@ -285,8 +301,7 @@ def main(argv=None) -> int:
         signal.signal(sig, lambda *_: stop.update(now=True))
     log_new = not (args.run / "log.csv").exists()
     columns = ("l_t", "l_f", "adv", "feat", "commit", "disc", "loud_db") if adversary else ("loss", "l_t", "l_f", "commit", "loud_db")
-    if envelope_loss is not None:
-        columns += ("env",)
+    columns += tuple(terms)
     log = open(args.run / "log.csv", "a", newline="")
     writer = csv.writer(log)
     if log_new:
@@ -305,7 +320,7 @@ def main(argv=None) -> int:
             stats = adversarial_step(model, mel_loss, opt, x, bw, adversary, generator=step >= args.disc_warmup)
         else:
             stats = train_step(model, mel_loss, opt, x, bw, lambda_l=args.loudness, lambda_t=args.lambda_t,
-                               envelope_loss=envelope_loss, lambda_e=args.envelope)
+                               terms=terms)
             if adversary is not None:  # the warm-up of a run from scratch
                 stats.update(adv=float("nan"), feat=float("nan"), disc=float("nan"))
         step += 1
