@@ -13,7 +13,7 @@ Losses (paper §3.4): by default no adversarial term,
 ``10 * L1(time) + 1.0 * multi-scale mel + 1.0 * commitment`` (see LAMBDA_T; ``--lambda-t``
 and ``--mel-floor`` change the L1 weight and the mel loss's log floor), plus
 ``--loudness`` times the level error in dB (:func:`loudness_loss`), ``--envelope`` times
-the STOI-like envelope term (``losses.EnvelopeLoss``) and ``--stft`` times the linear-frequency
+the STOI-like envelope term (``losses.EnvelopeLoss``), ``--stft`` times the linear-frequency
 multi-resolution STFT term (``losses.STFTLoss``) and ``--band-level`` times the error in dB of
 each mel band's level over the crop (``losses.BandLevelLoss``), all off by default.
 With ``--adversarial``, the paper's full objective: the multi-scale STFT
@@ -137,8 +137,8 @@ def train_step(model, mel_loss, opt, x: torch.Tensor, bandwidth: float | None, l
     """One optimizer step; ``bandwidth=None`` bypasses the quantizer (auto-encoder warm-up).
 
     ``terms`` adds optional losses by name, each ``(loss(y, x), weight)`` (the envelope term
-    ``"env"``, the linear STFT term ``"stft"``), reported under that name; without them the step
-    is the same as before they existed.
+    ``"env"``, the linear STFT term ``"stft"``, the band-level term ``"band_db"``), reported under
+    that name; without them the step is the same as before they existed.
     """
     y, l_w = reconstruct(model, x, bandwidth)
     l_t = (y - x).abs().mean()
