@@ -236,7 +236,7 @@ def smeared_tone():
     tone = 0.1 * np.sin(2 * np.pi * 3000 * t)
     spec = np.fft.rfft(np.random.default_rng(0).standard_normal(len(t)))
     freqs = np.fft.rfftfreq(len(t), 1 / 24000)
-    spec[(freqs < 2900) | (freqs > 3100)] = 0  # one mel band holds it all
+    spec[(freqs < 2900) | (freqs > 3100)] = 0  # within the width of one mel band at 3 kHz
     smeared = np.fft.irfft(spec, n=len(t))
     smeared *= np.sqrt(np.mean(tone ** 2) / np.mean(smeared ** 2))
     return tuple(torch.from_numpy(a.astype(np.float32))[None] for a in (tone, smeared, 0 * tone))
@@ -249,7 +249,7 @@ def test_stft_loss_tells_a_tone_from_band_noise_that_the_mel_loss_lets_pass():
     x, y, silence = smeared_tone()
     mel, stft = MelLoss(floor=1e-3), STFTLoss(floor=1e-3)
     assert stft(x, x).item() == 0.0
-    # measured: the mel loss prices the smear at a fifth of silence, the STFT loss near silence's cost
+    # measured: the mel loss prices the smear at 0.23 of silence's cost, the STFT loss at 1.01
     assert mel(y, x).item() < 0.3 * mel(silence, x).item()
     assert stft(y, x).item() > 0.9 * stft(silence, x).item()
     y.requires_grad_()

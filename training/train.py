@@ -145,9 +145,9 @@ def train_step(model, mel_loss, opt, x: torch.Tensor, bandwidth: float | None, l
     l_f = mel_loss(y, x)
     l_l = loudness_loss(y, x)
     loss = lambda_t * l_t + LAMBDA_F * l_f + LAMBDA_W * l_w + lambda_l * l_l
-    extra = {name: term(y, x) for name, (term, _) in (terms or {}).items()}
-    for name, value in extra.items():
-        loss = loss + terms[name][1] * value
+    terms = terms or {}
+    extra = {name: term(y, x) for name, (term, _) in terms.items()}
+    loss = loss + sum(weight * extra[name] for name, (_, weight) in terms.items())
     opt.zero_grad()
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
