@@ -165,24 +165,50 @@ def test_balancer_gives_each_loss_its_share_of_the_gradient():
     torch.testing.assert_close(again.gradient(losses, y), balancer.gradient(losses, y))
 
 
+def tone_and_hiss() -> tuple[np.ndarray, np.ndarray]:
+    """1 s of a 440 Hz tone (nothing above 1 kHz) and of white noise only above 8 kHz at 0 dBFS, ``[T]`` each."""
+    t = np.arange(24000) / 24000
+    spec = np.fft.rfft(np.random.default_rng(0).standard_normal(24000))
+    spec[np.fft.rfftfreq(24000, 1 / 24000) < 8000] = 0
+    hiss = np.fft.irfft(spec, 24000)
+    return 0.3 * np.sin(2 * np.pi * 440 * t), hiss / np.sqrt(np.mean(hiss ** 2))
+
+
 def test_a_low_mel_floor_prices_noise_in_an_empty_band():
     import torch
     from losses import MelLoss
 
-    rng = np.random.default_rng(0)
-    t = np.arange(24000) / 24000
-    x = 0.3 * np.sin(2 * np.pi * 440 * t)                  # nothing above 1 kHz
-    spec = np.fft.rfft(rng.standard_normal(24000))
-    spec[np.fft.rfftfreq(24000, 1 / 24000) < 8000] = 0
-    hiss = np.fft.irfft(spec, 24000)
-    hiss *= 1e-3 / np.sqrt(np.mean(hiss ** 2))              # -60 dBFS, only above 8 kHz
-    x_t, y_t = (torch.from_numpy(a.astype(np.float32))[None] for a in (x, x + hiss))
+    x, hiss = tone_and_hiss()
+    x_t, y_t = (torch.from_numpy(a.astype(np.float32))[None] for a in (x, x + 1e-3 * hiss))  # hiss at -60 dBFS
 
     def cost(floor):
         loss = MelLoss(floor=floor)
         return (loss(y_t, x_t) - loss(x_t, x_t)).item()
     # measured: 0.07 with the default floor, 4.6 with audiocraft's
     assert cost(1e-5) > 30 * cost(1e-2)
+
+
+def test_noise_floor_loss_prices_hiss_the_mel_floor_hides_and_nothing_quieter():
+    import torch
+    from losses import MelLoss, NoiseFloorLoss
+
+    x, hiss = tone_and_hiss()
+
+    def tensor(a):
+        return torch.from_numpy(a.astype(np.float32))[None]
+    loss, mel = NoiseFloorLoss(ceiling=1e-3), MelLoss(floor=1e-3)
+    assert loss(tensor(x), tensor(x)).item() == 0.0
+    assert loss(tensor(0.1 * x), tensor(x)).item() == 0.0  # one-sided: a quieter output is the mel loss's business
+    assert loss(tensor(0 * x), tensor(0 * x)).item() == 0.0
+    # measured: 0.36, 0.58 and 0.61 for hiss at -100, -80 and -60 dBFS, capped above the ceiling
+    costs = [loss(tensor(x + k * hiss), tensor(x)).item() for k in (1e-5, 1e-4, 1e-3, 1e-1)]
+    assert 0.0 < costs[0] < costs[1] < costs[2] and costs[3] < 1.2 * costs[2], costs
+    # hiss at -80 dBFS: under the mel loss's floor (measured: it adds 0.07), 8x that here
+    hidden = mel(tensor(x + 1e-4 * hiss), tensor(x)).item() - mel(tensor(x), tensor(x)).item()
+    assert costs[1] > 5 * hidden
+    y = tensor(x + 1e-4 * hiss).requires_grad_()
+    loss(y, tensor(x)).backward()
+    assert torch.isfinite(y.grad).all() and y.grad.abs().max() > 0
 
 
 def test_envelope_loss_falls_with_stoi_and_ignores_level():
@@ -210,7 +236,7 @@ def test_envelope_loss_falls_with_stoi_and_ignores_level():
 
 def test_train_step_with_the_optional_terms():
     import torch
-    from losses import BandLevelLoss, EnvelopeLoss, MelLoss, STFTLoss
+    from losses import BandLevelLoss, EnvelopeLoss, MelLoss, NoiseFloorLoss, STFTLoss
     from torch_model import build_torch_model
     from train import train_step
 
@@ -220,9 +246,9 @@ def test_train_step_with_the_optional_terms():
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     x = torch.from_numpy(test_signal("chirp", 2, 12000, seed=0).reshape(2, 1, 12000))  # 0.5 s: 45 frames
     terms = {"env": (EnvelopeLoss(config.sample_rate), 1.0), "stft": (STFTLoss(), 1.0),
-             "band_db": (BandLevelLoss(config.sample_rate), 0.1)}
+             "band_db": (BandLevelLoss(config.sample_rate), 0.1), "hiss": (NoiseFloorLoss(config.sample_rate), 0.1)}
     stats = train_step(model, MelLoss(config.sample_rate), opt, x, 12.0, terms=terms)
-    assert 0.0 < stats["env"] <= 2.0 and stats["stft"] > 0.0 and stats["band_db"] > 0.0
+    assert 0.0 < stats["env"] <= 2.0 and stats["stft"] > 0.0 and stats["band_db"] > 0.0 and stats["hiss"] >= 0.0
     assert np.isfinite(stats["loss"])
     plain = train_step(model, MelLoss(config.sample_rate), opt, x, 12.0)
     assert not set(terms) & set(plain)
@@ -347,7 +373,7 @@ def test_augmentation_shares_outside_0_to_1_are_refused(flag, share, tmp_path, c
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("flag", ["--envelope", "--loudness", "--stft", "--band-level"])
+@pytest.mark.parametrize("flag", ["--envelope", "--loudness", "--stft", "--band-level", "--noise-floor"])
 def test_plain_objective_terms_are_refused_with_adversarial(flag, tmp_path, capsys):
     from train import main
 

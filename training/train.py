@@ -14,8 +14,9 @@ Losses (paper §3.4): by default no adversarial term,
 and ``--mel-floor`` change the L1 weight and the mel loss's log floor), plus
 ``--loudness`` times the level error in dB (:func:`loudness_loss`), ``--envelope`` times
 the STOI-like envelope term (``losses.EnvelopeLoss``), ``--stft`` times the linear-frequency
-multi-resolution STFT term (``losses.STFTLoss``) and ``--band-level`` times the error in dB of
-each mel band's level over the crop (``losses.BandLevelLoss``), all off by default.
+multi-resolution STFT term (``losses.STFTLoss``), ``--band-level`` times the error in dB of
+each mel band's level over the crop (``losses.BandLevelLoss``) and ``--noise-floor`` times the
+decoded hiss in bins the input leaves below the mel floor (``losses.NoiseFloorLoss``), all off by default.
 With ``--adversarial``, the paper's full objective: the multi-scale STFT
 discriminator (``discriminator.py``, updated with probability 2/3 a step),
 its adversarial and feature-matching losses and the two reconstruction losses
@@ -41,7 +42,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from data import DEFAULT_ROOT, Crops  # noqa: E402
 from discriminator import MultiScaleSTFTDiscriminator, discriminator_loss, generator_losses  # noqa: E402
-from losses import FLOOR, Balancer, BandLevelLoss, EnvelopeLoss, MelLoss, STFTLoss  # noqa: E402
+from losses import FLOOR, Balancer, BandLevelLoss, EnvelopeLoss, MelLoss, NoiseFloorLoss, STFTLoss  # noqa: E402
 from torch_model import build_torch_model, signal_preserving_init  # noqa: E402
 
 from encodec_np.config import encodec_np_small_24khz  # noqa: E402
@@ -137,7 +138,7 @@ def train_step(model, mel_loss, opt, x: torch.Tensor, bandwidth: float | None, l
     """One optimizer step; ``bandwidth=None`` bypasses the quantizer (auto-encoder warm-up).
 
     ``terms`` adds optional losses by name, each ``(loss(y, x), weight)`` (the envelope term
-    ``"env"``, the linear STFT term ``"stft"``, the band-level term ``"band_db"``), reported under
+    ``"env"``, the linear STFT term ``"stft"``, the band-level term ``"band_db"``, the noise-floor term ``"hiss"``), reported under
     that name; without them the step is the same as before they existed.
     """
     y, l_w = reconstruct(model, x, bandwidth)
@@ -226,6 +227,9 @@ def main(argv=None) -> int:
     p.add_argument("--band-level", type=float, default=0.0,
                    help="weight of the band-level term per dB (losses.BandLevelLoss: each mel band's level "
                         "over the crop, so a band neither goes quiet nor fills with noise; 0: off)")
+    p.add_argument("--noise-floor", type=float, default=0.0,
+                   help="weight of the noise-floor term (losses.NoiseFloorLoss: the decoded mel bins' excess over "
+                        "the input's below the mel floor, down to -100 dB, so quiet bins stay quiet; 0: off)")
     p.add_argument("--balance", action="store_true",
                    help="equal shares of speech, music and general sounds (default: by duration, 2/3 speech)")
     p.add_argument("--bandlimit", type=float, default=0.0, metavar="P",
@@ -250,8 +254,8 @@ def main(argv=None) -> int:
     for share in ("bandlimit", "tones"):
         if not 0.0 <= getattr(args, share) <= 1.0:
             p.error(f"--{share} is a share of the crops, from 0 to 1 (got {getattr(args, share)})")
-    if args.adversarial and (args.loudness or args.envelope or args.stft or args.band_level):
-        p.error("--loudness, --envelope, --stft and --band-level are terms of the plain objective; the balanced one "
+    if args.adversarial and (args.loudness or args.envelope or args.stft or args.band_level or args.noise_floor):
+        p.error("--loudness, --envelope, --stft, --band-level and --noise-floor are terms of the plain objective; the balanced one "
                 "(--adversarial) takes its shares from --weights")
 
     torch.set_num_threads(args.threads)
@@ -268,6 +272,8 @@ def main(argv=None) -> int:
         terms["stft"] = (STFTLoss(floor=args.mel_floor, convergence=args.stft_convergence).to(args.device), args.stft)
     if args.band_level > 0:
         terms["band_db"] = (BandLevelLoss(config.sample_rate).to(args.device), args.band_level)
+    if args.noise_floor > 0:
+        terms["hiss"] = (NoiseFloorLoss(config.sample_rate, ceiling=args.mel_floor).to(args.device), args.noise_floor)
     crops = Crops(args.data, "train", seed=args.seed, balance=args.balance, bandlimit=args.bandlimit, tones=args.tones)
     adversary = None
     if args.adversarial:
