@@ -362,7 +362,28 @@ def test_whistle_crops_are_tonal_over_a_quiet_background(tmp_path):
     assert all(flatness(c) < 0.2 < flatness(p) for c, p in zip(toned[:, 0], plain[:, 0]))
 
 
-@pytest.mark.parametrize("flag", ["--tones", "--bandlimit"])
+def test_gap_crops_have_spans_of_digital_silence_and_off_replays_the_old_crops(tmp_path):
+    from data import Crops, silent_gaps
+
+    def zero_runs(a):  # lengths of the runs of exact zeros
+        edges = np.flatnonzero(np.diff(np.r_[0, (a == 0).astype(int), 0]))
+        return edges[1::2] - edges[::2]
+    for seed in range(20):
+        gapped = silent_gaps(np.random.default_rng(seed), np.ones(24000, np.float32))
+        assert gapped.dtype == np.float32 and gapped.shape == (24000,)
+        assert 1 <= len(zero_runs(gapped)) <= 3 and zero_runs(gapped).max() >= 0.02 * 24000  # a gap may be cut at an end
+        assert np.abs(np.diff(gapped)).max() < 0.02  # 5 ms fades: no click at a gap's edges
+
+    noise_corpus(tmp_path)
+    plain = Crops(tmp_path, seed=3).batch(4, 6000)
+    assert np.array_equal(Crops(tmp_path, seed=3, gaps=0.0).batch(4, 6000), plain)
+    gapped = Crops(tmp_path, seed=3, gaps=1.0).batch(4, 6000)
+    assert gapped.shape == plain.shape and gapped.dtype == np.float32
+    # a 16-bit FLAC of noise has the odd zero sample, never a run of them
+    assert all(zero_runs(c).max(initial=0) > 100 > zero_runs(p).max(initial=0) for c, p in zip(gapped[:, 0], plain[:, 0]))
+
+
+@pytest.mark.parametrize("flag", ["--tones", "--bandlimit", "--gaps"])
 @pytest.mark.parametrize("share", ["1.5", "-0.1"])
 def test_augmentation_shares_outside_0_to_1_are_refused(flag, share, tmp_path, capsys):
     from train import main

@@ -238,6 +238,9 @@ def main(argv=None) -> int:
     p.add_argument("--tones", type=float, default=0.0, metavar="P",
                    help="turn this share of the crops into synthetic whistles over a quiet background "
                         "(data.whistles): the corpus has few steady tones")
+    p.add_argument("--gaps", type=float, default=0.0, metavar="P",
+                   help="give this share of the crops spans of digital silence (data.silent_gaps), so the "
+                        "decoder learns to return silence for silence")
     p.add_argument("--adversarial", action="store_true",
                    help="add the MS-STFT discriminator and balance the losses as the paper does (see above)")
     p.add_argument("--weights", type=float, nargs=4, default=[0.1, 1.0, 3.0, 3.0], metavar=("T", "F", "G", "FEAT"),
@@ -251,7 +254,7 @@ def main(argv=None) -> int:
                    help="start from these weights when RUN has no checkpoint: the shipped .safetensors or "
                         "another run's checkpoint.pt (e.g. one trained on a GPU); the optimizer starts afresh")
     args = p.parse_args(argv)
-    for share in ("bandlimit", "tones"):
+    for share in ("bandlimit", "tones", "gaps"):
         if not 0.0 <= getattr(args, share) <= 1.0:
             p.error(f"--{share} is a share of the crops, from 0 to 1 (got {getattr(args, share)})")
     if args.adversarial and (args.loudness or args.envelope or args.stft or args.band_level or args.noise_floor):
@@ -274,7 +277,8 @@ def main(argv=None) -> int:
         terms["band_db"] = (BandLevelLoss(config.sample_rate).to(args.device), args.band_level)
     if args.noise_floor > 0:
         terms["hiss"] = (NoiseFloorLoss(config.sample_rate, ceiling=args.mel_floor).to(args.device), args.noise_floor)
-    crops = Crops(args.data, "train", seed=args.seed, balance=args.balance, bandlimit=args.bandlimit, tones=args.tones)
+    crops = Crops(args.data, "train", seed=args.seed, balance=args.balance, bandlimit=args.bandlimit, tones=args.tones,
+                  gaps=args.gaps)
     adversary = None
     if args.adversarial:
         adversary = Adversary(dict(zip(("t", "f", "g", "feat"), args.weights)), args.disc_lr, args.device,
