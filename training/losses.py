@@ -217,13 +217,18 @@ class NoiseFloorLoss(torch.nn.Module):
     without it). This term prices only that part: both magnitudes are capped at
     ``ceiling`` (where the mel loss takes over), floored at ``floor`` (the
     metric's), and only the output's excess counts, so a decoder is never
-    pushed to match quiet detail, only to leave quiet bins quiet.
+    pushed to match quiet detail, only to leave quiet bins quiet. With
+    ``spread`` k, each input bin is first raised to the loudest input bin
+    within k mel bands and k frames of it: noise next to a sound it cannot
+    match (a tone the decoder renders as band noise, a soft consonant) is
+    then not priced, which is where a hearing system would not hear it
+    either, and empty octaves and pauses still are.
     """
 
     def __init__(self, sample_rate: int = 24_000, sizes: tuple[int, ...] = (512, 1024, 2048), n_mels: int = 64,
-                 ceiling: float = 1e-3, floor: float = 1e-5):
+                 ceiling: float = 1e-3, floor: float = 1e-5, spread: int = 0):
         super().__init__()
-        self.sizes, self.ceiling, self.floor = tuple(sizes), ceiling, floor
+        self.sizes, self.ceiling, self.floor, self.spread = tuple(sizes), ceiling, floor, spread
         for n in self.sizes:
             self.register_buffer(f"fb{n}", torch.from_numpy(mel_filterbank(sample_rate, n, n_mels).astype(np.float32)))
             self.register_buffer(f"win{n}", torch.hann_window(n))
@@ -234,5 +239,8 @@ class NoiseFloorLoss(torch.nn.Module):
         for n in self.sizes:
             fb, win = getattr(self, f"fb{n}"), getattr(self, f"win{n}")
             my, mx = ((stft_magnitude(a, win).transpose(1, 2) @ fb).clamp(max=self.ceiling) for a in (y, x))
+            if self.spread:
+                k = 2 * self.spread + 1
+                mx = torch.nn.functional.max_pool2d(mx[:, None], k, stride=1, padding=self.spread)[:, 0]
             total = total + torch.relu((my + self.floor).log() - (mx + self.floor).log()).mean()
         return total / len(self.sizes)

@@ -230,6 +230,9 @@ def main(argv=None) -> int:
     p.add_argument("--noise-floor", type=float, default=0.0,
                    help="weight of the noise-floor term (losses.NoiseFloorLoss: the decoded mel bins' excess over "
                         "the input's below the mel floor, down to -100 dB, so quiet bins stay quiet; 0: off)")
+    p.add_argument("--noise-floor-spread", type=int, default=0, metavar="K",
+                   help="with --noise-floor: excuse output in bins within K mel bands and K frames of a louder "
+                        "input bin (0: every bin on its own)")
     p.add_argument("--balance", action="store_true",
                    help="equal shares of speech, music and general sounds (default: by duration, 2/3 speech)")
     p.add_argument("--bandlimit", type=float, default=0.0, metavar="P",
@@ -276,7 +279,8 @@ def main(argv=None) -> int:
     if args.band_level > 0:
         terms["band_db"] = (BandLevelLoss(config.sample_rate).to(args.device), args.band_level)
     if args.noise_floor > 0:
-        terms["hiss"] = (NoiseFloorLoss(config.sample_rate, ceiling=args.mel_floor).to(args.device), args.noise_floor)
+        hiss = NoiseFloorLoss(config.sample_rate, ceiling=args.mel_floor, spread=args.noise_floor_spread)
+        terms["hiss"] = (hiss.to(args.device), args.noise_floor)
     crops = Crops(args.data, "train", seed=args.seed, balance=args.balance, bandlimit=args.bandlimit, tones=args.tones,
                   gaps=args.gaps)
     adversary = None
