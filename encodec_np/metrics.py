@@ -40,6 +40,23 @@ def si_snr(reference, estimate) -> float:
     return float(np.mean(10 * np.log10((np.sum(target ** 2, -1) + eps) / (np.sum(noise ** 2, -1) + eps))))
 
 
+def log_mel_db(x: np.ndarray, sample_rate: int, n_fft: int = 1024, n_mels: int = 64) -> np.ndarray:
+    """The log-mel spectrogram :func:`mel_distance` compares, in dB.
+
+    Parameters
+    ----------
+    x : [N, T] float64
+    sample_rate, n_fft, n_mels : int
+        As :func:`encodec_np.mel.mel_spectrogram`. Magnitudes are floored at
+        1e-5, so digital silence reads -100 dB.
+
+    Returns
+    -------
+    [N, n_mels, frames] float64
+    """
+    return 20 * np.log10(np.maximum(mel_spectrogram(x, sample_rate, n_fft, n_mels), 1e-5))
+
+
 def mel_distance(reference, estimate, sample_rate: int, n_fft: int = 1024, n_mels: int = 64) -> float:
     """Log-mel spectral distance in dB: RMS over mel bins of the dB difference, averaged over frames.
 
@@ -49,10 +66,10 @@ def mel_distance(reference, estimate, sample_rate: int, n_fft: int = 1024, n_mel
         Same shape, at ``sample_rate`` Hz.
     n_fft, n_mels : int
         STFT window (hop ``n_fft // 4``) and mel bins, as
-        :func:`encodec_np.mel.mel_spectrogram`. Magnitudes are floored
-        at 1e-5 (-100 dB) so silence does not dominate. Lower is better, 0 for
-        identical signals.
+        :func:`encodec_np.mel.mel_spectrogram`, in dB by :func:`log_mel_db`
+        (floored at -100 dB so silence does not dominate). Lower is better, 0
+        for identical signals.
     """
     ref, est = _pair(reference, estimate)
-    db = [20 * np.log10(np.maximum(mel_spectrogram(a, sample_rate, n_fft, n_mels), 1e-5)) for a in (ref, est)]
+    db = [log_mel_db(a, sample_rate, n_fft, n_mels) for a in (ref, est)]
     return float(np.mean(np.sqrt(np.mean((db[0] - db[1]) ** 2, axis=1))))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from encodec_np import EncodecError
-from encodec_np.metrics import mel_distance, si_snr
+from encodec_np.metrics import log_mel_db, mel_distance, si_snr
 
 
 def test_si_snr_is_the_definition():
@@ -32,3 +32,12 @@ def test_mel_distance_is_zero_for_equal_signals_and_grows_with_noise():
     assert mel_distance(x, x, 24000) == pytest.approx(0.0, abs=1e-9)
     near, far = (mel_distance(x, x + s * rng.standard_normal(24000), 24000) for s in (0.01, 1.0))
     assert 0 < near < far
+
+
+def test_log_mel_db_floors_silence_at_minus_100_db():
+    x = np.stack([np.zeros(4096), np.random.default_rng(2).standard_normal(4096)])
+    db = log_mel_db(x, 24000)
+    assert db.shape == (2, 64, 16)  # ceil(4096 / 256) frames
+    assert np.all(db[0] == -100.0) and db[1].min() > -100.0
+    dist = np.mean(np.sqrt(np.mean((db[1] - db[0]) ** 2, axis=0)))
+    assert mel_distance(x[0], x[1], 24000) == pytest.approx(dist, rel=1e-12)  # the distance is over these

@@ -496,3 +496,24 @@ def test_whistle_check_prints_a_row_per_probe(trained, capsys):
     rows = [line for line in capsys.readouterr().out.splitlines()[1:] if line.startswith("| ")]
     assert len(rows) == len(PITCHES_HZ) * len(LEVELS_DBFS)
     assert all(np.isfinite(float(r.split("|")[3])) for r in rows)
+
+
+def test_hiss_check_takes_out_only_the_outputs_excess_in_quiet_bins(trained, tmp_path, capsys):
+    import soundfile as sf
+    from hiss_check import distances, main
+
+    x, hiss = tone_and_hiss()
+    assert distances(x, x, -60.0) == (0.0, 0.0)
+    full, kept = distances(x, x + 1e-4 * hiss, -60.0)  # hiss at -80 dBFS above 8 kHz, where x is silent
+    assert kept < 0.01 * full  # measured: 0.02 of 17.1 dB left
+    full, kept = distances(x, 0.5 * x, -60.0)  # quieter everywhere: no excess to take out
+    assert kept == full > 0
+
+    (tmp_path / "eval").mkdir()
+    sf.write(tmp_path / "eval" / "a.flac", x, 24000)
+    (tmp_path / "manifest.csv").write_text("file,split,kind\neval/a.flac,eval,general\n")
+    assert main(["--model", str(trained[1]), "--bandwidth", "12", "--data", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    rows = [line for line in out if line.startswith("| a |")]
+    assert len(rows) == 1 and all(np.isfinite(float(v)) for v in rows[0].split("|")[2:5])
+    assert out[-1].startswith("digital silence in")
