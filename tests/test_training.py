@@ -407,6 +407,15 @@ def test_augmentation_shares_outside_0_to_1_are_refused(flag, share, tmp_path, c
     assert not (tmp_path / "run").exists()
 
 
+def test_a_negative_noise_floor_spread_is_refused(tmp_path, capsys):
+    from train import main
+
+    with pytest.raises(SystemExit) as exc:  # refused before any data is read
+        main(["--run", str(tmp_path / "run"), "--noise-floor", "0.3", "--noise-floor-spread", "-1"])
+    assert exc.value.code == 2 and "0 or more" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("flag", ["--envelope", "--loudness", "--stft", "--band-level", "--noise-floor"])
 def test_plain_objective_terms_are_refused_with_adversarial(flag, tmp_path, capsys):
     from train import main

@@ -70,8 +70,9 @@ def silent_gaps(rng: np.random.Generator, crop: np.ndarray) -> np.ndarray:
 
     Real files have exact zeros (pauses of gated speech, gaps between tracks); the
     corpus, packed and Vorbis-coded, has few. Given them, the stage-11 model makes a
-    75 Hz buzz (the frame rate and its harmonics) at -82 dBFS, 20-35 dB above the
-    held-out log-mel distance's floor in every band.
+    75 Hz buzz (the frame rate and its harmonics) at -82 dBFS, 13-38 dB above the
+    held-out log-mel distance's -100 dB floor in 63 of its 64 bands (6 kbps).
+    Measured: 870 steps with a share of 0.3 did not teach it silence (DATA.md).
     """
     out = crop.astype(np.float32)
     fade = int(0.005 * SAMPLE_RATE)

@@ -242,8 +242,8 @@ def main(argv=None) -> int:
                    help="turn this share of the crops into synthetic whistles over a quiet background "
                         "(data.whistles): the corpus has few steady tones")
     p.add_argument("--gaps", type=float, default=0.0, metavar="P",
-                   help="give this share of the crops spans of digital silence (data.silent_gaps), so the "
-                        "decoder learns to return silence for silence")
+                   help="give this share of the crops spans of digital silence (data.silent_gaps): the "
+                        "decoder answers zeros with a low buzz")
     p.add_argument("--adversarial", action="store_true",
                    help="add the MS-STFT discriminator and balance the losses as the paper does (see above)")
     p.add_argument("--weights", type=float, nargs=4, default=[0.1, 1.0, 3.0, 3.0], metavar=("T", "F", "G", "FEAT"),
@@ -260,6 +260,8 @@ def main(argv=None) -> int:
     for share in ("bandlimit", "tones", "gaps"):
         if not 0.0 <= getattr(args, share) <= 1.0:
             p.error(f"--{share} is a share of the crops, from 0 to 1 (got {getattr(args, share)})")
+    if args.noise_floor_spread < 0:
+        p.error(f"--noise-floor-spread counts mel bands and frames, 0 or more (got {args.noise_floor_spread})")
     if args.adversarial and (args.loudness or args.envelope or args.stft or args.band_level or args.noise_floor):
         p.error("--loudness, --envelope, --stft, --band-level and --noise-floor are terms of the plain objective; the balanced one "
                 "(--adversarial) takes its shares from --weights")
