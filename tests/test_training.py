@@ -165,13 +165,19 @@ def test_balancer_gives_each_loss_its_share_of_the_gradient():
     torch.testing.assert_close(again.gradient(losses, y), balancer.gradient(losses, y))
 
 
+def band_noise(low_hz: float, high_hz: float, seed: int) -> np.ndarray:
+    """1 s of seeded white noise at 24 kHz, only between ``low_hz`` and ``high_hz``, at 0 dBFS, ``[T]``."""
+    spec = np.fft.rfft(np.random.default_rng(seed).standard_normal(24000))
+    freqs = np.fft.rfftfreq(24000, 1 / 24000)
+    spec[(freqs < low_hz) | (freqs > high_hz)] = 0
+    noise = np.fft.irfft(spec, 24000)
+    return noise / np.sqrt(np.mean(noise ** 2))
+
+
 def tone_and_hiss() -> tuple[np.ndarray, np.ndarray]:
     """1 s of a 440 Hz tone (nothing above 1 kHz) and of white noise only above 8 kHz at 0 dBFS, ``[T]`` each."""
     t = np.arange(24000) / 24000
-    spec = np.fft.rfft(np.random.default_rng(0).standard_normal(24000))
-    spec[np.fft.rfftfreq(24000, 1 / 24000) < 8000] = 0
-    hiss = np.fft.irfft(spec, 24000)
-    return 0.3 * np.sin(2 * np.pi * 440 * t), hiss / np.sqrt(np.mean(hiss ** 2))
+    return 0.3 * np.sin(2 * np.pi * 440 * t), band_noise(8000, np.inf, seed=0)
 
 
 def test_a_low_mel_floor_prices_noise_in_an_empty_band():
@@ -212,11 +218,7 @@ def test_noise_floor_loss_prices_hiss_the_mel_floor_hides_and_nothing_quieter():
 
     # a spread excuses noise beside a quiet tone, not hiss octaves away
     quiet = x / 30                                           # -40 dBFS
-    spec = np.fft.rfft(np.random.default_rng(1).standard_normal(24000))
-    freqs = np.fft.rfftfreq(24000, 1 / 24000)
-    spec[(freqs < 500) | (freqs > 600)] = 0                  # one or two mel bands above the tone
-    beside = np.fft.irfft(spec, 24000)
-    beside *= 1e-4 / np.sqrt(np.mean(beside ** 2))
+    beside = 1e-4 * band_noise(500, 600, seed=1)            # one or two mel bands above the tone
     spread = NoiseFloorLoss(ceiling=1e-3, spread=2)
     # measured: 0.034 and 0.600 on their own, 0.000 and 0.574 with the spread
     assert spread(tensor(quiet + beside), tensor(quiet)).item() < 0.1 * loss(tensor(quiet + beside), tensor(quiet)).item()
@@ -273,11 +275,8 @@ def smeared_tone():
 
     t = np.arange(24000) / 24000
     tone = 0.1 * np.sin(2 * np.pi * 3000 * t)
-    spec = np.fft.rfft(np.random.default_rng(0).standard_normal(len(t)))
-    freqs = np.fft.rfftfreq(len(t), 1 / 24000)
-    spec[(freqs < 2900) | (freqs > 3100)] = 0  # within the width of one mel band at 3 kHz
-    smeared = np.fft.irfft(spec, n=len(t))
-    smeared *= np.sqrt(np.mean(tone ** 2) / np.mean(smeared ** 2))
+    # within the width of one mel band at 3 kHz, at the tone's level
+    smeared = band_noise(2900, 3100, seed=0) * np.sqrt(np.mean(tone ** 2))
     return tuple(torch.from_numpy(a.astype(np.float32))[None] for a in (tone, smeared, 0 * tone))
 
 

@@ -23,11 +23,12 @@ def stft_magnitude(x: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
                       normalized=True, return_complex=True).abs()
 
 
-class MelLoss(torch.nn.Module):
-    def __init__(self, sample_rate: int = 24_000, n_mels: int = 64, floor: float = FLOOR):
+class MelBanks(torch.nn.Module):
+    """Mel magnitudes at several window sizes: a Hann window and a filterbank buffer per size."""
+
+    def __init__(self, sizes, sample_rate: int = 24_000, n_mels: int = 64):
         super().__init__()
-        self.floor = floor
-        self.sizes = [2 ** i for i in SCALES]
+        self.sizes = list(sizes)
         for n in self.sizes:
             self.register_buffer(f"fb{n}", torch.from_numpy(mel_filterbank(sample_rate, n, n_mels).astype(np.float32)))
             self.register_buffer(f"win{n}", torch.hann_window(n))
@@ -35,6 +36,12 @@ class MelLoss(torch.nn.Module):
     def mel(self, x: torch.Tensor, n: int) -> torch.Tensor:
         """``x [B, T]`` → ``[B, frames, n_mels]``."""
         return stft_magnitude(x, getattr(self, f"win{n}")).transpose(1, 2) @ getattr(self, f"fb{n}")
+
+
+class MelLoss(MelBanks):
+    def __init__(self, sample_rate: int = 24_000, n_mels: int = 64, floor: float = FLOOR):
+        super().__init__([2 ** i for i in SCALES], sample_rate, n_mels)
+        self.floor = floor
 
     def forward(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         y, x = y.reshape(-1, y.shape[-1]), x.reshape(-1, x.shape[-1])
@@ -204,7 +211,7 @@ class BandLevelLoss(torch.nn.Module):
         return (10 * torch.log10(py + floor) - 10 * torch.log10(px + floor)).abs().mean()
 
 
-class NoiseFloorLoss(torch.nn.Module):
+class NoiseFloorLoss(MelBanks):
     """Mean excess, in natural-log units, of the decoded mel magnitudes over the input's where the input is quiet.
 
     The mel loss's additive floor (``--mel-floor``, 1e-3 for a trained model)
@@ -227,18 +234,14 @@ class NoiseFloorLoss(torch.nn.Module):
 
     def __init__(self, sample_rate: int = 24_000, sizes: tuple[int, ...] = (512, 1024, 2048), n_mels: int = 64,
                  ceiling: float = 1e-3, floor: float = 1e-5, spread: int = 0):
-        super().__init__()
-        self.sizes, self.ceiling, self.floor, self.spread = tuple(sizes), ceiling, floor, spread
-        for n in self.sizes:
-            self.register_buffer(f"fb{n}", torch.from_numpy(mel_filterbank(sample_rate, n, n_mels).astype(np.float32)))
-            self.register_buffer(f"win{n}", torch.hann_window(n))
+        super().__init__(sizes, sample_rate, n_mels)
+        self.ceiling, self.floor, self.spread = ceiling, floor, spread
 
     def forward(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         y, x = y.reshape(-1, y.shape[-1]), x.reshape(-1, x.shape[-1])
         total = 0.0
         for n in self.sizes:
-            fb, win = getattr(self, f"fb{n}"), getattr(self, f"win{n}")
-            my, mx = ((stft_magnitude(a, win).transpose(1, 2) @ fb).clamp(max=self.ceiling) for a in (y, x))
+            my, mx = (self.mel(a, n).clamp(max=self.ceiling) for a in (y, x))
             if self.spread:
                 k = 2 * self.spread + 1
                 mx = torch.nn.functional.max_pool2d(mx[:, None], k, stride=1, padding=self.spread)[:, 0]
