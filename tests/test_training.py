@@ -476,6 +476,46 @@ def test_adversarial_step_trains_both_sides(tmp_path):
     assert resumed.balancer.state_dict() == adversary.balancer.state_dict()
 
 
+def test_decoder_only_keeps_encoder_and_codebooks_and_trains_the_decoder():
+    import torch
+    from losses import MelLoss
+    from torch_model import build_torch_model
+    from train import Adversary, adversarial_step, freeze_codes, train_step
+
+    torch.manual_seed(0)
+    config = tiny_config()
+    model = build_torch_model(config).train()
+    x = torch.from_numpy(test_signal("noise", 1, 4 * 2400, seed=0).reshape(4, 1, 2400))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    train_step(model, MelLoss(config.sample_rate), opt, x, 48.0)   # k-means init of all four codebooks
+    freeze_codes(model)
+    frozen = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("decoder.")}
+    decoder_before = [p.detach().clone() for p in model.decoder.parameters()]
+    with torch.no_grad():
+        codes_before = model.quantizer.encode(model.encoder(x), model.frame_rate, 24.0)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    adversary = Adversary({"t": 0.1, "f": 1.0, "g": 3.0, "feat": 3.0}, 1e-3, "cpu", filters=4, p_update=1.0)
+    for bandwidth in (24.0, 48.0):   # EMA and dead-code replacement would move the codebooks in training mode
+        train_step(model, MelLoss(config.sample_rate), opt, x * 3, bandwidth)
+        adversarial_step(model, MelLoss(config.sample_rate), opt, x, bandwidth, adversary)
+    model.train()
+    assert not model.encoder.training and not model.quantizer.training and model.decoder.training
+    for key, value in model.state_dict().items():
+        if key in frozen:
+            assert torch.equal(value, frozen[key]), key
+    assert any(not torch.equal(a, b) for a, b in zip(decoder_before, model.decoder.parameters()))
+    with torch.no_grad():
+        assert torch.equal(model.quantizer.encode(model.encoder(x), model.frame_rate, 24.0), codes_before)
+
+
+def test_decoder_only_needs_weights_to_start_from(tmp_path, capsys):
+    from train import main
+
+    with pytest.raises(SystemExit):
+        main(["--run", str(tmp_path / "run"), "--decoder-only"])
+    assert "--init" in capsys.readouterr().err
+
+
 def test_calibration_gain_scales_the_output_and_nothing_else():
     from calibrate import apply_gain
 

@@ -24,7 +24,9 @@ through the loss balancer (``--weights``: shares of L1, mel, adversarial,
 feature matching; the paper's 0.1, 1, 3, 3), commitment loss added as is. Quantizer
 dropout: every step draws a bandwidth from the model's targets, so one model
 serves them all. The RVQ is Meta's own: k-means init on the first batch, EMA
-codebook updates, dead codes replaced by batch vectors.
+codebook updates, dead codes replaced by batch vectors. ``--decoder-only`` (with
+``--init``) freezes the encoder and the codebooks, so the codes of every input, and every
+``.ecdc`` file already written, stay those of the starting weights; only the decoder learns.
 """
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ import os
 import signal
 import sys
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +112,19 @@ def initial_state(path) -> dict:
     return state
 
 
+def freeze_codes(model) -> None:
+    """Train the decoder alone: the encoder's weights and the quantizer's codebooks stay as they are.
+
+    Both leave autograd, and both stay in eval mode whatever ``model.train()`` is
+    called with later, since in training mode the RVQ moves its codebooks by EMA
+    and replaces dead codes, which would change the codes without a gradient.
+    """
+    for part in (model.encoder, model.quantizer):
+        part.requires_grad_(False)
+        part.train = types.MethodType(lambda self, mode=True: torch.nn.Module.train(self, False), part)
+        part.train()
+
+
 def loudness_loss(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Mean absolute loudness error in dB: ``|20 log10(rms(y) / rms(x))|`` per crop.
 
@@ -176,7 +192,9 @@ def adversarial_step(model, mel_loss, opt, x: torch.Tensor, bandwidth: float, ad
         adv, feat = generator_losses(adversary.disc, y, x)
         grad_y = adversary.balancer.gradient({"t": l_t, "f": l_f, "g": adv, "feat": feat}, y)
         opt.zero_grad()
-        torch.autograd.backward([y, LAMBDA_W * l_w], [grad_y, None])
+        # With the codes frozen (freeze_codes) the commitment loss has no gradient to give.
+        outputs, grads = ([y, LAMBDA_W * l_w], [grad_y, None]) if l_w.requires_grad else ([y], [grad_y])
+        torch.autograd.backward(outputs, grads)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         stats.update(adv=adv.item(), feat=feat.item())
@@ -253,6 +271,9 @@ def main(argv=None) -> int:
                    help="with --adversarial: first steps of the run that train the discriminator alone")
     p.add_argument("--disc-filters", type=int, default=32,
                    help="with --adversarial: channels of the discriminator's convs (the paper's 32; 16 is 4x cheaper)")
+    p.add_argument("--decoder-only", action="store_true",
+                   help="with --init: train the decoder alone; the encoder and codebooks, and so the codes, stay "
+                        "those of the starting weights")
     p.add_argument("--init", type=Path, default=None,
                    help="start from these weights when RUN has no checkpoint: the shipped .safetensors or "
                         "another run's checkpoint.pt (e.g. one trained on a GPU); the optimizer starts afresh")
@@ -262,6 +283,8 @@ def main(argv=None) -> int:
             p.error(f"--{share} is a share of the crops, from 0 to 1 (got {getattr(args, share)})")
     if args.noise_floor_spread < 0:
         p.error(f"--noise-floor-spread counts mel bands and frames, 0 or more (got {args.noise_floor_spread})")
+    if args.decoder_only and args.init is None and not (args.run / "checkpoint.pt").exists():
+        p.error("--decoder-only keeps the codes of trained weights: give them with --init")
     if args.adversarial and (args.loudness or args.envelope or args.stft or args.band_level or args.noise_floor):
         p.error("--loudness, --envelope, --stft, --band-level and --noise-floor are terms of the plain objective; the balanced one "
                 "(--adversarial) takes its shares from --weights")
@@ -271,7 +294,9 @@ def main(argv=None) -> int:
     config = encodec_np_small_24khz()
     model = build_torch_model(config).to(args.device)
     model.train()
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.5, 0.9))  # the paper's
+    if args.decoder_only:
+        freeze_codes(model)
+    opt = torch.optim.Adam([q for q in model.parameters() if q.requires_grad], lr=args.lr, betas=(0.5, 0.9))  # the paper's
     mel_loss = MelLoss(config.sample_rate, floor=args.mel_floor).to(args.device)
     terms = {}
     if args.envelope > 0:
