@@ -57,6 +57,17 @@ def log_mel_db(x: np.ndarray, sample_rate: int, n_fft: int = 1024, n_mels: int =
     return 20 * np.log10(np.maximum(mel_spectrogram(x, sample_rate, n_fft, n_mels), 1e-5))
 
 
+def mel_gap(diff_db: np.ndarray) -> float:
+    """RMS over mel bins of a log-mel dB difference, averaged over frames (and items).
+
+    Parameters
+    ----------
+    diff_db : [..., n_mels, frames] float64
+        Estimate minus reference, as :func:`log_mel_db` gives them.
+    """
+    return float(np.mean(np.sqrt(np.mean(diff_db ** 2, axis=-2))))
+
+
 def mel_distance(reference, estimate, sample_rate: int, n_fft: int = 1024, n_mels: int = 64) -> float:
     """Log-mel spectral distance in dB: RMS over mel bins of the dB difference, averaged over frames.
 
@@ -72,4 +83,4 @@ def mel_distance(reference, estimate, sample_rate: int, n_fft: int = 1024, n_mel
     """
     ref, est = _pair(reference, estimate)
     db = [log_mel_db(a, sample_rate, n_fft, n_mels) for a in (ref, est)]
-    return float(np.mean(np.sqrt(np.mean((db[0] - db[1]) ** 2, axis=1))))
+    return mel_gap(db[0] - db[1])

@@ -23,7 +23,7 @@ from data import DEFAULT_ROOT, SAMPLE_RATE, manifest, read_clip  # noqa: E402
 from evaluate import loudness_error  # noqa: E402
 
 from encodec_np import load_model  # noqa: E402
-from encodec_np.metrics import log_mel_db  # noqa: E402
+from encodec_np.metrics import log_mel_db, mel_gap  # noqa: E402
 
 
 def distances(x: np.ndarray, y: np.ndarray, quiet_db: float) -> tuple[float, float]:
@@ -31,7 +31,7 @@ def distances(x: np.ndarray, y: np.ndarray, quiet_db: float) -> tuple[float, flo
     ref, est = (log_mel_db(a[None].astype(np.float64), SAMPLE_RATE)[0] for a in (x, y))
     diff = est - ref
     kept = np.where((ref < quiet_db) & (diff > 0), 0.0, diff)
-    return tuple(float(np.mean(np.sqrt(np.mean(d ** 2, axis=0)))) for d in (diff, kept))
+    return mel_gap(diff), mel_gap(kept)
 
 
 def main(argv=None) -> int:
