@@ -251,7 +251,7 @@ def test_envelope_loss_falls_with_stoi_and_ignores_level():
 
 def test_train_step_with_the_optional_terms():
     import torch
-    from losses import BandLevelLoss, EnvelopeLoss, MelLoss, NoiseFloorLoss, STFTLoss
+    from losses import BandLevelLoss, EnvelopeLoss, MelLoss, NoiseFloorLoss, SISNRLoss, STFTLoss
     from torch_model import build_torch_model
     from train import train_step
 
@@ -261,12 +261,33 @@ def test_train_step_with_the_optional_terms():
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     x = torch.from_numpy(test_signal("chirp", 2, 12000, seed=0).reshape(2, 1, 12000))  # 0.5 s: 45 frames
     terms = {"env": (EnvelopeLoss(config.sample_rate), 1.0), "stft": (STFTLoss(), 1.0),
-             "band_db": (BandLevelLoss(config.sample_rate), 0.1), "hiss": (NoiseFloorLoss(config.sample_rate), 0.1)}
+             "band_db": (BandLevelLoss(config.sample_rate), 0.1), "hiss": (NoiseFloorLoss(config.sample_rate), 0.1),
+             "neg_si_snr": (SISNRLoss(), 0.05)}
     stats = train_step(model, MelLoss(config.sample_rate), opt, x, 12.0, terms=terms)
     assert 0.0 < stats["env"] <= 2.0 and stats["stft"] > 0.0 and stats["band_db"] > 0.0 and stats["hiss"] >= 0.0
+    assert np.isfinite(stats["neg_si_snr"])
     assert np.isfinite(stats["loss"])
     plain = train_step(model, MelLoss(config.sample_rate), opt, x, 12.0)
     assert not set(terms) & set(plain)
+
+
+def test_si_snr_loss_prices_the_shape_not_the_scale_and_skips_silence():
+    import torch
+    from losses import SISNRLoss
+
+    loss = SISNRLoss()
+    x = torch.from_numpy(test_signal("chirp", 2, 12000, seed=0).reshape(2, 1, 12000))
+    noise = 0.05 * torch.from_numpy(np.random.default_rng(1).standard_normal((2, 1, 12000)).astype(np.float32))
+    y = x + noise
+    assert torch.isclose(loss(0.3 * y, x), loss(y, x), atol=1e-4)  # a quieter copy is as good a shape
+    assert loss(x + 0.5 * noise, x) < loss(y, x) < loss(x + 2 * noise, x)
+    # a silent crop has no shape: a batch of one scores as the sounding crop alone
+    silent = torch.cat([x[:1], torch.zeros_like(x[:1])])
+    assert torch.isclose(loss(y[:1].expand(2, 1, -1), silent), loss(y[:1], x[:1]))
+    y0 = torch.zeros_like(x, requires_grad=True)
+    value = loss(y0, torch.zeros_like(x))
+    value.backward()
+    assert value.item() == 0.0 and torch.count_nonzero(y0.grad) == 0
 
 
 def smeared_tone():
@@ -415,7 +436,7 @@ def test_a_negative_noise_floor_spread_is_refused(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("flag", ["--envelope", "--loudness", "--stft", "--band-level", "--noise-floor"])
+@pytest.mark.parametrize("flag", ["--envelope", "--loudness", "--stft", "--band-level", "--noise-floor", "--si-snr"])
 def test_plain_objective_terms_are_refused_with_adversarial(flag, tmp_path, capsys):
     from train import main
 

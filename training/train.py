@@ -16,7 +16,8 @@ and ``--mel-floor`` change the L1 weight and the mel loss's log floor), plus
 the STOI-like envelope term (``losses.EnvelopeLoss``), ``--stft`` times the linear-frequency
 multi-resolution STFT term (``losses.STFTLoss``), ``--band-level`` times the error in dB of
 each mel band's level over the crop (``losses.BandLevelLoss``) and ``--noise-floor`` times the
-decoded hiss in bins the input leaves below the mel floor (``losses.NoiseFloorLoss``), all off by default.
+decoded hiss in bins the input leaves below the mel floor (``losses.NoiseFloorLoss``) and ``--si-snr``
+times minus the SI-SNR in dB (``losses.SISNRLoss``), all off by default.
 With ``--adversarial``, the paper's full objective: the multi-scale STFT
 discriminator (``discriminator.py``, updated with probability 2/3 a step),
 its adversarial and feature-matching losses and the two reconstruction losses
@@ -45,7 +46,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from data import DEFAULT_ROOT, Crops  # noqa: E402
 from discriminator import MultiScaleSTFTDiscriminator, discriminator_loss, generator_losses  # noqa: E402
-from losses import FLOOR, Balancer, BandLevelLoss, EnvelopeLoss, MelLoss, NoiseFloorLoss, STFTLoss  # noqa: E402
+from losses import FLOOR, Balancer, BandLevelLoss, EnvelopeLoss, MelLoss, NoiseFloorLoss, SISNRLoss, STFTLoss  # noqa: E402
 from torch_model import build_torch_model, signal_preserving_init  # noqa: E402
 
 from encodec_np.config import encodec_np_small_24khz  # noqa: E402
@@ -154,7 +155,8 @@ def train_step(model, mel_loss, opt, x: torch.Tensor, bandwidth: float | None, l
     """One optimizer step; ``bandwidth=None`` bypasses the quantizer (auto-encoder warm-up).
 
     ``terms`` adds optional losses by name, each ``(loss(y, x), weight)`` (the envelope term
-    ``"env"``, the linear STFT term ``"stft"``, the band-level term ``"band_db"``, the noise-floor term ``"hiss"``), reported under
+    ``"env"``, the linear STFT term ``"stft"``, the band-level term ``"band_db"``, the noise-floor term ``"hiss"``, minus the
+    SI-SNR ``"neg_si_snr"``), reported under
     that name; without them the step is the same as before they existed.
     """
     y, l_w = reconstruct(model, x, bandwidth)
@@ -251,6 +253,9 @@ def main(argv=None) -> int:
     p.add_argument("--noise-floor-spread", type=int, default=0, metavar="K",
                    help="with --noise-floor: excuse output in bins within K mel bands and K frames of a louder "
                         "input bin (0: every bin on its own)")
+    p.add_argument("--si-snr", type=float, default=0.0,
+                   help="weight per dB of the SI-SNR term (losses.SISNRLoss: the waveform's shape without its "
+                        "scale, which --lambda-t's L1 prices together; 0: off)")
     p.add_argument("--balance", action="store_true",
                    help="equal shares of speech, music and general sounds (default: by duration, 2/3 speech)")
     p.add_argument("--bandlimit", type=float, default=0.0, metavar="P",
@@ -285,8 +290,9 @@ def main(argv=None) -> int:
         p.error(f"--noise-floor-spread counts mel bands and frames, 0 or more (got {args.noise_floor_spread})")
     if args.decoder_only and args.init is None and not (args.run / "checkpoint.pt").exists():
         p.error("--decoder-only keeps the codes of trained weights: give them with --init")
-    if args.adversarial and (args.loudness or args.envelope or args.stft or args.band_level or args.noise_floor):
-        p.error("--loudness, --envelope, --stft, --band-level and --noise-floor are terms of the plain objective; the balanced one "
+    if args.adversarial and (args.loudness or args.envelope or args.stft or args.band_level or args.noise_floor
+                             or args.si_snr):
+        p.error("--loudness, --envelope, --stft, --band-level, --noise-floor and --si-snr are terms of the plain objective; the balanced one "
                 "(--adversarial) takes its shares from --weights")
 
     torch.set_num_threads(args.threads)
@@ -308,6 +314,8 @@ def main(argv=None) -> int:
     if args.noise_floor > 0:
         hiss = NoiseFloorLoss(config.sample_rate, ceiling=args.mel_floor, spread=args.noise_floor_spread)
         terms["hiss"] = (hiss.to(args.device), args.noise_floor)
+    if args.si_snr > 0:
+        terms["neg_si_snr"] = (SISNRLoss().to(args.device), args.si_snr)
     crops = Crops(args.data, "train", seed=args.seed, balance=args.balance, bandlimit=args.bandlimit, tones=args.tones,
                   gaps=args.gaps)
     adversary = None
