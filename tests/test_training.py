@@ -16,6 +16,7 @@ from conftest import requires_torch
 
 from encodec_np import load_model
 from encodec_np.config import EncodecConfig, RVQConfig, SEANetConfig
+from encodec_np.metrics import si_snr
 from encodec_np.synthetic import test_signal
 
 pytestmark = [requires_torch, pytest.mark.oracle]
@@ -279,6 +280,7 @@ def test_si_snr_loss_prices_the_shape_not_the_scale_and_skips_silence():
     x = torch.from_numpy(test_signal("chirp", 2, 12000, seed=0).reshape(2, 1, 12000))
     noise = 0.05 * torch.from_numpy(np.random.default_rng(1).standard_normal((2, 1, 12000)).astype(np.float32))
     y = x + noise
+    assert np.isclose(-loss(y, x).item(), si_snr(x[:, 0].numpy(), y[:, 0].numpy()), atol=1e-3)  # the table's SI-SNR
     assert torch.isclose(loss(0.3 * y, x), loss(y, x), atol=1e-4)  # a quieter copy is as good a shape
     assert loss(x + 0.5 * noise, x) < loss(y, x) < loss(x + 2 * noise, x)
     # a silent crop has no shape: a batch of one scores as the sounding crop alone
