@@ -444,7 +444,8 @@ def test_plain_objective_terms_are_refused_with_adversarial(flag, tmp_path, caps
 
     with pytest.raises(SystemExit) as exc:  # refused before any data is read
         main(["--run", str(tmp_path / "run"), "--adversarial", flag, "1.0"])
-    assert exc.value.code == 2 and "--weights" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "--weights" in err and f"{flag}: terms of the plain objective" in err
     assert not (tmp_path / "run").exists()
 
 

@@ -56,6 +56,8 @@ from encodec_np.config import encodec_np_small_24khz  # noqa: E402
 # gets the auto-encoder started: on a fixed batch, 0.1 * L1 + mel stays near silence for
 # 60 steps at any learning rate, 10 * L1 + mel reaches correlation 0.99 in 90 (measured).
 LAMBDA_T, LAMBDA_F, LAMBDA_W = 10.0, 1.0, 1.0
+# The optional weights of the plain objective (argparse names), which --adversarial replaces by --weights.
+PLAIN_TERMS = ("loudness", "envelope", "stft", "band_level", "noise_floor", "si_snr")
 
 
 class Adversary:
@@ -290,10 +292,10 @@ def main(argv=None) -> int:
         p.error(f"--noise-floor-spread counts mel bands and frames, 0 or more (got {args.noise_floor_spread})")
     if args.decoder_only and args.init is None and not (args.run / "checkpoint.pt").exists():
         p.error("--decoder-only keeps the codes of trained weights: give them with --init")
-    if args.adversarial and (args.loudness or args.envelope or args.stft or args.band_level or args.noise_floor
-                             or args.si_snr):
-        p.error("--loudness, --envelope, --stft, --band-level, --noise-floor and --si-snr are terms of the plain objective; the balanced one "
-                "(--adversarial) takes its shares from --weights")
+    plain_terms = [f"--{name.replace('_', '-')}" for name in PLAIN_TERMS if getattr(args, name)]
+    if args.adversarial and plain_terms:
+        p.error(f"{', '.join(plain_terms)}: terms of the plain objective; the balanced one (--adversarial) takes "
+                "its shares from --weights")
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
